@@ -1,0 +1,1 @@
+"""Domain logic in plain Python: no Reflex, no FastAPI (STYLE 1)."""

@@ -1,0 +1,79 @@
+"""Named rate limits over the `limits` library: memory by default, Redis when configured."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+from limits import RateLimitItem, parse_many, storage
+from limits.strategies import FixedWindowRateLimiter
+
+from chat_app.errors import RateLimited
+
+KEY_PREFIX = "chat_app"
+
+
+@dataclass(frozen=True)
+class Quota:
+    """The tightest limit of a name after a hit: for RateLimit headers."""
+
+    name: str
+    limit: int
+    remaining: int
+    window_s: int
+    reset_in_s: int
+
+
+class RateLimiter:
+    """Counts hits per (limit name, key) and raises RateLimited past a limit."""
+
+    def __init__(self, limits: dict[str, str], storage_uri: str | None = None) -> None:
+        self._items: dict[str, list[RateLimitItem]] = {
+            name: parse_many(spec) for name, spec in limits.items()
+        }
+        self._storage = storage.storage_from_string(storage_uri or "memory://")
+        self._strategy = FixedWindowRateLimiter(self._storage)
+
+    def hit(self, name: str, key: str) -> Quota:
+        """Count one request of `name` by `key`; raise RateLimited when over any limit."""
+        for item in self._items[name]:
+            if not self._strategy.hit(item, KEY_PREFIX, name, key):
+                raise self._exceeded(name, item, key)
+        return self.quota(name, key)
+
+    def check(self, name: str, key: str) -> None:
+        """Raise RateLimited if `key` is already over `name`, without counting a hit."""
+        for item in self._items[name]:
+            if not self._strategy.test(item, KEY_PREFIX, name, key):
+                raise self._exceeded(name, item, key)
+
+    def quota(self, name: str, key: str) -> Quota:
+        """What is left of the tightest limit of `name` for `key`."""
+        best: Quota | None = None
+        for item in self._items[name]:
+            reset_at, remaining = self._strategy.get_window_stats(item, KEY_PREFIX, name, key)
+            current = Quota(
+                name=name,
+                limit=item.amount,
+                remaining=max(0, remaining),
+                window_s=item.get_expiry(),
+                reset_in_s=max(0, math.ceil(reset_at - time.time())),
+            )
+            if best is None or current.remaining < best.remaining:
+                best = current
+        assert best is not None, f"rate limit {name!r} has no items"
+        return best
+
+    def _exceeded(self, name: str, item: RateLimitItem, key: str) -> RateLimited:
+        reset_at, _ = self._strategy.get_window_stats(item, KEY_PREFIX, name, key)
+        return RateLimited(
+            name=name,
+            retry_after_s=max(1, math.ceil(reset_at - time.time())),
+            limit=item.amount,
+            window_s=item.get_expiry(),
+        )
+
+    def reset(self) -> None:
+        """Forget every counter (tests)."""
+        self._storage.reset()

@@ -1,0 +1,38 @@
+"""Strict session-id parsing and generation (SPEC section 4)."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+from chat_app.errors import MalformedSessionId
+
+SESSION_ID_LENGTH = 36
+# uuid.UUID() accepts braces, urn:uuid:, missing hyphens and more; only this exact form is ours.
+_CANONICAL_V4 = re.compile(
+    r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}", re.ASCII
+)
+
+
+def parse_session_id(raw: object) -> str:
+    """Return the canonical lower-case id, or raise MalformedSessionId; never touches storage."""
+    if not isinstance(raw, str) or len(raw) != SESSION_ID_LENGTH or not raw.isascii():
+        raise MalformedSessionId()
+    lowered = raw.lower()
+    if _CANONICAL_V4.fullmatch(lowered) is None:
+        raise MalformedSessionId()
+    return lowered
+
+
+def is_session_id(raw: object) -> bool:
+    """True when `raw` is a canonical (or upper-case) version-4 id."""
+    try:
+        parse_session_id(raw)
+    except MalformedSessionId:
+        return False
+    return True
+
+
+def new_session_id() -> str:
+    """A fresh random version-4 id in canonical form."""
+    return str(uuid.uuid4())

@@ -1,0 +1,98 @@
+"""Shared fixtures: real databases (SQLite and PostgreSQL) migrated with alembic, services on them."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from chat_app import migrations
+from chat_app.container import Services, build_services
+from chat_app.db import get_engine
+from chat_app.settings import Settings
+
+PG_ADMIN_URL = os.environ.get(
+    "TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+DB_KINDS = ["sqlite", "postgresql"]
+
+
+def create_postgres_database() -> str:
+    """A fresh, empty PostgreSQL database; returns its URL."""
+    name = f"chat_app_test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return sa.engine.make_url(PG_ADMIN_URL).set(database=name).render_as_string(
+        hide_password=False
+    )
+
+
+def drop_postgres_database(url: str) -> None:
+    """Drop a database made by create_postgres_database, closing its connections first."""
+    get_engine(url).dispose()
+    name = sa.engine.make_url(url).database
+    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def empty_database_factory(tmp_path_factory) -> Iterator[Callable[[str], str]]:
+    """Makes empty databases of a kind ("sqlite" or "postgresql"); drops them at the end."""
+    made: list[str] = []
+
+    def make(kind: str) -> str:
+        if kind == "sqlite":
+            path = tmp_path_factory.mktemp("sqlite") / "chat_app.db"
+            return f"sqlite:///{path}"
+        url = create_postgres_database()
+        made.append(url)
+        return url
+
+    yield make
+    for url in made:
+        drop_postgres_database(url)
+
+
+@pytest.fixture(scope="session", params=DB_KINDS)
+def database_url(request, empty_database_factory) -> str:
+    """A migrated database of each kind, shared by the whole run (tests use their own rows)."""
+    url = empty_database_factory(request.param)
+    migrations.upgrade(url)
+    return url
+
+
+@pytest.fixture
+def engine(database_url: str) -> sa.engine.Engine:
+    """The engine of the migrated database."""
+    return get_engine(database_url)
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path, database_url: str) -> Callable[..., Settings]:
+    """Settings on the migrated database and a temp data dir; keyword overrides use env names."""
+
+    def make(**overrides: object) -> Settings:
+        values: dict[str, object] = {
+            "CHAT_APP_DATA_DIR": str(tmp_path / "data"),
+            "DATABASE_URL": database_url,
+            "CHAT_APP_SECRET_KEY": "test-secret-key",
+            "REDIS_URL": None,
+        }
+        values.update(overrides)
+        return Settings(**values)
+
+    return make
+
+
+@pytest.fixture
+def services(make_settings) -> Services:
+    """Services wired on the migrated database with default settings."""
+    return build_services(make_settings())
