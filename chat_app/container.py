@@ -10,6 +10,7 @@ from sqlalchemy.engine import Engine
 
 from chat_app.db import get_engine
 from chat_app.services.audit import AuditWriter
+from chat_app.services.dev import DevControls
 from chat_app.services.rate_limits import RateLimiter
 from chat_app.services.sessions import SessionPolicy, SessionService
 from chat_app.settings import Settings, get_settings
@@ -24,6 +25,7 @@ class Services:
     audit: AuditWriter
     sessions: SessionService
     limiter: RateLimiter
+    dev: DevControls
 
 
 def build_services(settings: Settings) -> Services:
@@ -35,12 +37,14 @@ def build_services(settings: Settings) -> Services:
         idle=timedelta(days=settings.session_idle_days),
         max_age=timedelta(days=settings.session_max_days),
     )
+    sessions = SessionService(engine, audit=audit, policy=policy)
     return Services(
         settings=settings,
         engine=engine,
         audit=audit,
-        sessions=SessionService(engine, audit=audit, policy=policy),
+        sessions=sessions,
         limiter=RateLimiter(settings.rate_limits, settings.redis_url),
+        dev=DevControls(engine, audit=audit, sessions=sessions, enabled=settings.dev_controls),
     )
 
 

@@ -90,3 +90,10 @@ class DatabaseUnavailable(ServiceUnavailable):
 
     def __init__(self) -> None:
         super().__init__("The database is unavailable. Try again in a moment.")
+
+
+class RateLimitStoreUnavailable(ServiceUnavailable):
+    type_slug = "rate-limit-store-unavailable"
+
+    def __init__(self) -> None:
+        super().__init__("The rate-limit store is unavailable. Try again in a moment.")

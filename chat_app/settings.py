@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import sys
+import tempfile
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -131,14 +133,20 @@ def parse_rate_limit_overrides(text: str) -> dict[str, str]:
 
 
 def _load_or_create_secret(path: Path) -> bytes:
-    # O_EXCL makes concurrent workers agree on one key: the loser reads the winner's file.
+    # The key is written to a private temp file and then hard-linked into place: link() fails
+    # when the file exists, so concurrent workers agree on one key and never read a half-written
+    # (empty) file, as they could between an O_EXCL create and its write.
     path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
+    if path.exists():
         return path.read_bytes().strip()
-    with os.fdopen(fd, "w") as handle:
-        handle.write(secrets.token_hex(32))
+    fd, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mode 0600
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_hex(32))
+        with contextlib.suppress(FileExistsError):
+            os.link(temp_name, path)
+    finally:
+        os.unlink(temp_name)
     return path.read_bytes().strip()
 
 

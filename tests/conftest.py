@@ -1,4 +1,4 @@
-"""Shared fixtures: real databases (SQLite and PostgreSQL) migrated with alembic, services on them."""
+"""Shared fixtures: real SQLite and PostgreSQL databases migrated with alembic, services on them."""
 
 from __future__ import annotations
 

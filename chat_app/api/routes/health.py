@@ -1,0 +1,19 @@
+"""`/health`: is the database answering?"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from chat_app.api.deps import ServicesDep
+from chat_app.api.problems import problem_responses
+from chat_app.api.schemas import HealthPublic
+from chat_app.services.health import check_database
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/health", responses=problem_responses(500, 503))
+def read_health(services: ServicesDep) -> HealthPublic:
+    """200 when the database answers `SELECT 1`, 503 otherwise."""
+    check_database(engine=services.engine)
+    return HealthPublic()

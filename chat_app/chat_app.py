@@ -1,0 +1,59 @@
+"""The Reflex app: one page, the REST API mounted in front, theme and toasts."""
+
+from __future__ import annotations
+
+import reflex as rx
+
+from chat_app.api import create_api
+from chat_app.components.conversation import conversation
+from chat_app.components.dev_panel import dev_panel
+from chat_app.components.header import header
+from chat_app.components.reset_dialog import reset_dialog
+from chat_app.container import get_services
+from chat_app.settings import get_settings_or_exit
+from chat_app.state.dev import DevState
+from chat_app.state.session import SessionState
+
+settings = get_settings_or_exit()
+
+
+def index() -> rx.Component:
+    """The single page of SPEC section 9."""
+    return rx.vstack(
+        header(),
+        rx.flex(
+            conversation(),
+            # Compiled in only when enabled: without the flag the panel is not even in the bundle.
+            dev_panel() if settings.dev_controls else rx.fragment(),
+            direction="column",
+            as_="main",
+            flex="1",
+            width="100%",
+            max_width="60rem",
+            margin_x="auto",
+            padding="4",
+            spacing="4",
+            box_sizing="border-box",
+        ),
+        reset_dialog(),
+        spacing="0",
+        min_height="100vh",
+        width="100%",
+    )
+
+
+on_load = [SessionState.load_session]
+if settings.dev_controls:
+    on_load.append(DevState.refresh_audit)
+
+FAVICON = (
+    "data:image/svg+xml,<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 32 32'>"
+    "<rect width='32' height='32' rx='8' fill='%236e56cf'/>"
+    "<path d='M8 10h16v10H14l-6 5z' fill='white'/></svg>"
+)
+
+app = rx.App(
+    api_transformer=create_api(get_services),
+    head_components=[rx.el.link(rel="icon", href=FAVICON)],
+)
+app.add_page(index, route="/", title="chat_app", on_load=on_load)

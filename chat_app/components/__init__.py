@@ -1,0 +1,1 @@
+"""Reflex UI functions: pure functions of state vars, no business logic."""

@@ -1,0 +1,143 @@
+"""The browser's session: resume on page load, badge details, the reset modal."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import reflex as rx
+
+from chat_app.errors import AppError, ResetConflict, SessionNotFound
+from chat_app.services.sessions import OpenResult, SessionView
+from chat_app.state.common import error_toast, request_context, services
+
+FOLLOW_OTHER_TAB = "Switching to this browser's current session."
+READ_STORED_ID = "localStorage.getItem('sid')"
+REPLACED_TOAST = "Your previous session has ended; a new one has started."
+REPLACED_DETAIL = {
+    "malformed": "The stored session id was not valid.",
+    "unknown": "The stored session id is not one this server issued.",
+    "ended": "It was reset or ended.",
+    "expired": "It expired after a period without use.",
+}
+
+
+def format_day(value: Any) -> str:
+    """A timestamp as a calendar date (UTC)."""
+    return value.strftime("%Y-%m-%d")
+
+
+def format_moment(value: Any) -> str:
+    """A timestamp to the minute (UTC)."""
+    return value.strftime("%Y-%m-%d %H:%M UTC") if value else "-"
+
+
+def plural(count: int, noun: str) -> str:
+    """`1 message`, `3 files`."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+class SessionState(rx.State):
+    """Holds the server-issued id in local storage, shared by every tab of the browser."""
+
+    sid: str = rx.LocalStorage("", name="sid", sync=True)
+    reset_dialog_open: bool = False
+    erase_messages: int = 0
+    erase_files: int = 0
+    erase_bytes: int = 0
+    # Bumped after server-side changes that keep the same id, so session_details is re-read.
+    refresh_tick: int = 0
+
+    @rx.var
+    def session_details(self) -> dict[str, str]:
+        """What the badge and the dev panel show; re-read whenever the id changes."""
+        _ = self.refresh_tick
+        view = services().sessions.peek(self.sid) if self.sid else None
+        if view is None:
+            return {"short": "", "status": "none", "expires": "", "full": ""}
+        return {
+            "short": view.uuid[:8],
+            "full": view.uuid,
+            "status": view.status,
+            "expires": format_day(view.expires_at),
+            "created": format_moment(view.created_at),
+            "last_seen": format_moment(view.last_seen_at),
+            "ended": format_moment(view.ended_at),
+        }
+
+    @rx.event
+    def load_session(self):
+        """Page load: resume the stored id, or issue a new session and explain why."""
+        return self._open(self.sid)
+
+    @rx.event
+    def adopt_stored_id(self, stored: str):
+        """After losing a reset race: take whatever id the winning tab stored, then validate it."""
+        return self._open(stored if isinstance(stored, str) else "")
+
+    @rx.event
+    def open_reset_dialog(self):
+        """Count what a reset would erase, then ask for confirmation."""
+        try:
+            contents = services().sessions.contents(self.sid, request_context(self))
+        except AppError as error:
+            return [error_toast(error), *self._reopen_events()]
+        self.erase_messages = contents.messages
+        self.erase_files = contents.files
+        self.erase_bytes = contents.bytes
+        self.reset_dialog_open = True
+        return None
+
+    @rx.event
+    def set_reset_dialog_open(self, value: bool):
+        """Cancel, Escape or the modal's own close."""
+        self.reset_dialog_open = value
+
+    @rx.event
+    def confirm_reset(self):
+        """Erase this session and start a new one."""
+        self.reset_dialog_open = False
+        svc = services()
+        ctx = request_context(self)
+        try:
+            svc.limiter.hit("reset", svc.audit.session_ref(self.sid) if self.sid else "none")
+            result = svc.sessions.reset(self.sid, ctx)
+        except (ResetConflict, SessionNotFound) as error:
+            # Another tab won or ended it: follow local storage rather than issue a third session.
+            return [
+                rx.toast.warning(error.detail, description=FOLLOW_OTHER_TAB),
+                rx.call_script(READ_STORED_ID, callback=SessionState.adopt_stored_id),
+            ]
+        except AppError as error:
+            return [error_toast(error), *self._reopen_events()]
+        self._show(result.session)
+        erased = (
+            f"{plural(result.erased_messages, 'message')} and "
+            f"{plural(result.erased_files, 'file')} erased."
+        )
+        return rx.toast.success(f"New session started — {erased}")
+
+    # --- shared steps -----------------------------------------------------------------------
+
+    def _open(self, stored: str):
+        svc = services()
+        ctx = request_context(self)
+        try:
+            result: OpenResult = svc.sessions.open_for_browser(
+                stored or None, ctx, before_create=lambda: svc.limiter.hit("create", ctx.ip or "-")
+            )
+        except AppError as error:
+            return error_toast(error)
+        self._show(result.session)
+        if result.outcome != "replaced":
+            return None
+        return rx.toast.warning(
+            REPLACED_TOAST, description=REPLACED_DETAIL.get(result.rejected_reason or "", "")
+        )
+
+    def _reopen_events(self) -> list:
+        # The stored id no longer validates: run the page-load flow, which issues a new one.
+        return [SessionState.load_session]
+
+    def _show(self, view: SessionView) -> None:
+        self.sid = view.uuid
+        self.refresh_tick += 1

@@ -1,0 +1,22 @@
+"""Reflex configuration, taken from chat_app.settings (one place reads the environment)."""
+
+import reflex as rx
+
+from chat_app.settings import get_settings_or_exit
+
+settings = get_settings_or_exit()
+# The default SQLite file lives in the data dir; `reflex db migrate` opens it before the app runs.
+settings.data_dir.mkdir(parents=True, exist_ok=True)
+
+config = rx.Config(
+    app_name="chat_app",
+    db_url=settings.database_url,
+    redis_url=settings.redis_url,
+    telemetry_enabled=False,
+    show_built_with_reflex=False,
+    trusted_proxy_hops=settings.trusted_proxy_hops,
+    plugins=[
+        rx.plugins.SitemapPlugin(),
+        rx.plugins.RadixThemesPlugin(theme=rx.theme(accent_color="violet", radius="large")),
+    ],
+)

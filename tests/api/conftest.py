@@ -1,0 +1,32 @@
+"""API fixtures: an app per test on real services (SQLite and PostgreSQL), via TestClient."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from chat_app.api import create_api
+from chat_app.container import build_services
+from tests.api.support import HIGH_LIMITS, Api, TestClient
+
+
+@pytest.fixture
+def make_api(make_settings) -> Callable[..., Api]:
+    """Build an app on its own services; keyword overrides use env names (limits default high)."""
+
+    def make(*, raise_server_exceptions: bool = True, **env: object) -> Api:
+        env.setdefault("CHAT_APP_RATE_LIMITS", HIGH_LIMITS)
+        services = build_services(make_settings(**env))
+        client = TestClient(
+            create_api(services), raise_server_exceptions=raise_server_exceptions
+        )
+        return Api(client=client, services=services)
+
+    return make
+
+
+@pytest.fixture
+def api(make_api) -> Api:
+    """An app with high limits."""
+    return make_api()

@@ -1,0 +1,91 @@
+"""Helpers shared by the API tests."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import httpx
+from sqlmodel import Session, col, select
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # starlette's notice about httpx vs httpx2
+    from fastapi.testclient import TestClient
+
+from chat_app.container import Services
+from chat_app.models import AuditLog, UserSession
+
+#: Limits high enough that tests not about limits never meet them.
+HIGH_LIMITS = (
+    "create=10000/minute,validate=10000/minute,failed_validate=10000/minute,"
+    "reset=10000/minute,read=10000/minute"
+)
+SESSION_KEYS = {"session_id", "status", "created_at", "last_seen_at", "expires_at"}
+PROBLEM_KEYS = {"type", "title", "status", "detail", "request_id"}
+
+
+def session_headers(session_id: str | None) -> dict[str, str]:
+    """The X-Session-Id header, or none."""
+    return {"X-Session-Id": session_id} if session_id is not None else {}
+
+
+@dataclass
+class Api:
+    """A client on a freshly built app, plus the services behind it."""
+
+    client: TestClient
+    services: Services
+
+    def new_session(self) -> str:
+        """Create a session through the API and return its id."""
+        response = self.client.post("/api/v1/session")
+        assert response.status_code == 201, response.text
+        return response.json()["session_id"]
+
+    def get(self, path: str, session_id: str | None = None, **kwargs) -> httpx.Response:
+        """GET /api/v1<path>, with the session header when given."""
+        headers = {**session_headers(session_id), **kwargs.pop("headers", {})}
+        return self.client.get(f"/api/v1{path}", headers=headers, **kwargs)
+
+    def post(self, path: str, session_id: str | None = None, **kwargs) -> httpx.Response:
+        """POST /api/v1<path>, with the session header when given."""
+        headers = {**session_headers(session_id), **kwargs.pop("headers", {})}
+        return self.client.post(f"/api/v1{path}", headers=headers, **kwargs)
+
+    def audit_rows(self, *, request_id: str) -> list[AuditLog]:
+        """The audit rows one request wrote, oldest first."""
+        with Session(self.services.engine) as db:
+            query = (
+                select(AuditLog)
+                .where(AuditLog.request_id == request_id)
+                .order_by(col(AuditLog.id))
+            )
+            return list(db.exec(query).all())
+
+    def session_row(self, session_id: str) -> UserSession:
+        """The database row of a session."""
+        with Session(self.services.engine) as db:
+            row = db.exec(select(UserSession).where(UserSession.uuid == session_id)).one()
+            db.expunge(row)
+            return row
+
+
+def assert_problem(response: httpx.Response, status: int, slug: str | None = None) -> dict:
+    """Check a problem+json response and return its body."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    body = response.json()
+    assert set(body) == PROBLEM_KEYS
+    assert body["status"] == status
+    assert body["request_id"] == response.headers["x-request-id"]
+    assert "Traceback" not in response.text
+    if slug is not None:
+        assert body["type"] == f"urn:chat-app:problem:{slug}"
+    return body
+
+
+def assert_no_echo(response: httpx.Response, value: str) -> None:
+    """`value` appears nowhere in the body or the headers."""
+    assert value.lower() not in response.text.lower()
+    for name, header in response.headers.items():
+        assert value.lower() not in header.lower(), name

@@ -1,0 +1,87 @@
+"""30 concurrent resets of one session over real HTTP: one 201, 29 x 409, one successor."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+
+import httpx
+import pytest
+import uvicorn
+from sqlmodel import Session, func, select
+
+from chat_app.api import create_api
+from chat_app.container import Services, build_services
+from chat_app.models import UserSession
+from tests.api.support import HIGH_LIMITS
+
+RESETS = 30
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def served(make_settings) -> Iterator[tuple[str, Services]]:
+    """The API served by uvicorn in a background thread; yields its base URL and services."""
+    settings = make_settings(CHAT_APP_RATE_LIMITS=HIGH_LIMITS.replace(
+        "reset=10000/minute", "reset=100/minute"
+    ))
+    services = build_services(settings)
+    port = _free_port()
+    config = uvicorn.Config(
+        create_api(services), host="127.0.0.1", port=port, log_level="warning", lifespan="off"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}", services
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def test_concurrent_resets_have_one_winner(served):
+    base_url, services = served
+    session_id = httpx.post(f"{base_url}/api/v1/session").json()["session_id"]
+    barrier = threading.Barrier(RESETS)
+    statuses: list[int] = []
+    errors: list[BaseException] = []
+
+    def reset() -> None:
+        try:
+            with httpx.Client(base_url=base_url, timeout=60) as client:
+                client.get("/api/v1/health")  # open the connection before the race
+                barrier.wait()
+                response = client.post(
+                    "/api/v1/session/reset", headers={"X-Session-Id": session_id}
+                )
+                statuses.append(response.status_code)
+        except BaseException as exc:  # surfaced below, not lost in the thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=reset) for _ in range(RESETS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert errors == []
+    assert Counter(statuses) == {201: 1, 409: RESETS - 1}
+    with Session(services.engine) as db:
+        old = db.exec(select(UserSession).where(UserSession.uuid == session_id)).one()
+        successors = db.exec(
+            select(func.count()).where(UserSession.predecessor_id == old.id)
+        ).one()
+        assert (old.status, successors) == ("reset", 1)
