@@ -69,3 +69,31 @@ class AuditLog(SQLModel, table=True):
     ip_hash: str | None = Field(default=None, max_length=16)
     request_id: str | None = Field(default=None, max_length=64)
     details: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+FILE_PENDING = "pending"
+FILE_STORED = "stored"
+FILE_DELETING = "deleting"
+FILE_DELETED = "deleted"
+FILE_FAILED = "failed"
+
+
+class SessionFile(SQLModel, table=True):
+    """A file uploaded into a session; the object lives at `object_key` in the store."""
+
+    __tablename__ = "session_files"
+    __table_args__ = (
+        sa.Index("ix_session_files_session_id_status", "session_id", "status"),
+        sa.Index("ix_session_files_status_created_at", "status", "created_at"),
+    )
+
+    id: str = Field(primary_key=True, max_length=36)
+    session_id: int = Field(foreign_key="user_sessions.id", nullable=False)
+    object_key: str = Field(max_length=128, nullable=False, unique=True)
+    filename: str = Field(max_length=255, nullable=False)
+    content_type: str = Field(max_length=64, nullable=False)
+    size_bytes: int = Field(default=0, sa_type=sa.BigInteger, nullable=False)
+    sha256: str | None = Field(default=None, max_length=64)
+    status: str = Field(default=FILE_PENDING, max_length=16, nullable=False)
+    created_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+    deleted_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

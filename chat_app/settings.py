@@ -103,6 +103,15 @@ class Settings(BaseSettings):
         return self.database_url_raw or f"sqlite:///{self.data_dir.resolve()}/chat_app.db"
 
     @property
+    def allowed_extension_set(self) -> frozenset[str]:
+        """`CHAT_APP_ALLOWED_EXTENSIONS` as lower-case extensions without dots."""
+        return frozenset(
+            part.strip().lstrip(".").lower()
+            for part in self.allowed_extensions.split(",")
+            if part.strip()
+        )
+
+    @property
     def rate_limits(self) -> dict[str, str]:
         """Rate-limit strings by name, defaults merged with `CHAT_APP_RATE_LIMITS`."""
         return {**DEFAULT_RATE_LIMITS, **parse_rate_limit_overrides(self.rate_limits_raw or "")}

@@ -24,6 +24,11 @@ def parse_session_id(raw: object) -> str:
     return lowered
 
 
+def is_uuid4(raw: object) -> bool:
+    """True for a canonical version-4 uuid (file ids use the same strict form as session ids)."""
+    return is_session_id(raw)
+
+
 def is_session_id(raw: object) -> bool:
     """True when `raw` is a canonical (or upper-case) version-4 id."""
     try:

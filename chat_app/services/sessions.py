@@ -6,16 +6,17 @@ Ids are parsed before any query, so a malformed id never reaches the database.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Literal, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from chat_app.db import unit_of_work
 from chat_app.errors import (
@@ -35,6 +36,7 @@ from chat_app.models import (
 from chat_app.services.audit import AuditWriter, RequestContext, list_events
 from chat_app.services.session_ids import new_session_id, parse_session_id
 
+log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
 USER_AGENT_MAX = 256
 OpenOutcome = Literal["first_visit", "resumed", "replaced"]
@@ -98,11 +100,32 @@ class ResetResult:
 
 @dataclass(frozen=True)
 class SessionContents:
-    """What a reset would erase."""
+    """What a reset would erase (or did)."""
 
     messages: int = 0
     files: int = 0
     bytes: int = 0
+
+    def __add__(self, other: SessionContents) -> SessionContents:
+        return SessionContents(
+            self.messages + other.messages, self.files + other.files, self.bytes + other.bytes
+        )
+
+
+class ContentsHandler(Protocol):
+    """Something a session owns (files, messages) that a reset must erase."""
+
+    def summarize(self, db: Session, session_id: int) -> SessionContents:
+        """What the session holds now."""
+        ...
+
+    def release(self, db: Session, session_id: int, now: datetime) -> SessionContents:
+        """Inside the reset's transaction: detach or delete what the session holds."""
+        ...
+
+    def purge(self, session_id: int, ctx: RequestContext) -> None:
+        """After the reset committed: remove what `release` left to clean (objects)."""
+        ...
 
 
 class SessionService:
@@ -120,6 +143,11 @@ class SessionService:
         self._audit = audit
         self._policy = policy
         self._clock = clock
+        self._contents: list[ContentsHandler] = []
+
+    def add_contents_handler(self, handler: ContentsHandler) -> None:
+        """Register something a reset must erase (wired once at start-up)."""
+        self._contents.append(handler)
 
     # --- use cases -------------------------------------------------------------------------
 
@@ -198,16 +226,31 @@ class SessionService:
             old_row = db.get(UserSession, old.id)
             assert old_row is not None  # the UPDATE above just matched it
             new_row = self._insert(db, ctx, now=now, reason="reset", predecessor_id=old.id)
+            erased = sum(
+                (handler.release(db, old.id, now) for handler in self._contents),
+                SessionContents(),
+            )
             self._audit.record(
                 db,
                 "session.reset",
                 ctx,
                 at=now,
                 session=old_row,
-                details={"successor_ref": self._audit.session_ref(new_row.uuid)},
+                details={
+                    "successor_ref": self._audit.session_ref(new_row.uuid),
+                    "messages": erased.messages,
+                    "files": erased.files,
+                    "bytes": erased.bytes,
+                },
             )
             self._note_dev_action(db, ctx, "reset", old_row, now)
-        return ResetResult(self._view(new_row))
+        self._purge_after_end(old.id, ctx)
+        return ResetResult(
+            self._view(new_row),
+            erased_messages=erased.messages,
+            erased_files=erased.files,
+            erased_bytes=erased.bytes,
+        )
 
     def expire(self, raw_id: object, ctx: RequestContext, *, reason: str) -> SessionView:
         """End an active session as expired now (dev controls, CLI)."""
@@ -221,11 +264,39 @@ class SessionService:
             self._note_dev_action(db, ctx, "expire", row, now)
         return self._view(row)
 
+    def expire_due(
+        self, ctx: RequestContext, *, now: datetime, dry_run: bool = False, batch: int = 500
+    ) -> list[int]:
+        """Expire every active session past its idle or absolute lifetime; returns their ids."""
+        due = (col(UserSession.status) == SESSION_ACTIVE) & (
+            (col(UserSession.last_seen_at) <= now - self._policy.idle)
+            | (col(UserSession.created_at) <= now - self._policy.max_age)
+        )
+        expired: list[int] = []
+        after = 0
+        while True:
+            with self._transaction() as db:
+                rows = db.exec(
+                    select(UserSession).where(due, col(UserSession.id) > after)
+                    .order_by(col(UserSession.id)).limit(batch)
+                ).all()
+                for row in rows:
+                    reason = self._policy.expiry_reason(row, now) or "idle"
+                    if dry_run or self._end_expired(db, row, ctx, now, reason):
+                        assert row.id is not None
+                        expired.append(row.id)
+            if len(rows) < batch:
+                return expired
+            after = rows[-1].id or after
+
     def contents(self, raw_id: object, ctx: RequestContext) -> SessionContents:
         """What a reset of this session would erase."""
-        self.resume(raw_id, ctx)
-        # Messages and files arrive with their own tables; until then a session holds nothing.
-        return SessionContents()
+        view = self.resume(raw_id, ctx)
+        with self._transaction() as db:
+            return sum(
+                (handler.summarize(db, view.id) for handler in self._contents),
+                SessionContents(),
+            )
 
     def audit_events(
         self, raw_id: object, ctx: RequestContext, *, limit: int = 20
@@ -255,6 +326,16 @@ class SessionService:
         except OperationalError as exc:
             # A lost or locked database is a dependency failure (503), not a client error.
             raise DatabaseUnavailable() from exc
+
+    def _purge_after_end(self, session_id: int, ctx: RequestContext) -> None:
+        # The reset already succeeded; whatever fails here is left for the sweep (SPEC 4 step 3).
+        for handler in self._contents:
+            try:
+                handler.purge(session_id, ctx)
+            except Exception as exc:
+                # Only the type: store errors can carry URLs that contain object keys (and ids).
+                log.warning("purge after reset failed (%s); the sweep will retry",
+                            type(exc).__name__)
 
     @staticmethod
     def _find(db: Session, session_uuid: str) -> UserSession | None:

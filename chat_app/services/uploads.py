@@ -1,0 +1,260 @@
+"""The crash-consistent upload protocol (SPEC section 5).
+
+validate → `pending` row → stream to the store → re-check the session → `stored` (or `failed`
+and the object deleted). The database never points at a missing object.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import AsyncIterator
+from typing import BinaryIO
+
+import anyio.to_thread
+import sqlalchemy as sa
+from sqlmodel import col, func, select
+
+from chat_app.errors import AppError, SessionNotFound
+from chat_app.models import (
+    FILE_FAILED,
+    FILE_PENDING,
+    FILE_STORED,
+    SESSION_ACTIVE,
+    SessionFile,
+    UserSession,
+    utcnow,
+)
+from chat_app.services.audit import RequestContext
+from chat_app.services.file_rules import (
+    SNIFF_BYTES,
+    CleanName,
+    FileTooLarge,
+    TooManyFiles,
+    check_content,
+    check_extension,
+    clean_filename,
+)
+from chat_app.services.files import FileService, FileView, object_key, to_view
+from chat_app.services.sessions import SessionView
+from chat_app.storage.base import CHUNK_SIZE, ObjectWriter
+
+
+class Upload:
+    """One file on its way in: feed it bytes, then `finish` (or `abandon` on any error)."""
+
+    def __init__(
+        self, files: FileService, session: SessionView, name: CleanName, content_type: str,
+        ctx: RequestContext,
+    ) -> None:
+        self._files = files
+        self._session = session
+        self._name = name
+        self._content_type = content_type
+        self._ctx = ctx
+        self._head = bytearray()
+        self._size = 0
+        self._sha256 = hashlib.sha256()
+        self._row_id: str | None = None
+        self._key = ""
+        self._writer: ObjectWriter | None = None
+
+    @property
+    def filename(self) -> str:
+        """The cleaned display name."""
+        return self._name.display
+
+    def feed(self, data: bytes) -> None:
+        """Take the next bytes; nothing is written before the head has been sniffed."""
+        self._size += len(data)
+        if self._size > self._files.limits.max_bytes:
+            raise self._reject(FileTooLarge(_too_large_message(self._files.limits.max_bytes)))
+        self._sha256.update(data)
+        if self._writer is None:
+            self._head += data
+            if len(self._head) >= SNIFF_BYTES:
+                self._start(complete=False)
+            return
+        self._write(data)
+
+    def finish(self) -> FileView:
+        """Commit the object, then mark the row `stored` if the session is still active."""
+        if self._writer is None:
+            self._start(complete=True)
+        assert self._writer is not None and self._row_id is not None
+        try:
+            self._writer.commit()
+        except BaseException:
+            self._fail("store_error")
+            raise
+        now = utcnow()
+        session_active = sa.exists().where(
+            col(UserSession.id) == self._session.id, col(UserSession.status) == SESSION_ACTIVE
+        )
+        with self._files.transaction() as db:
+            stored = db.execute(
+                sa.update(SessionFile)
+                .where(col(SessionFile.id) == self._row_id,
+                       col(SessionFile.status) == FILE_PENDING, session_active)
+                .values(status=FILE_STORED, size_bytes=self._size,
+                        sha256=self._sha256.hexdigest())
+            )
+            if stored.rowcount == 1:
+                self._files.audit.record(
+                    db, "file.uploaded", self._ctx, at=now, session=self._session,
+                    details={"bytes": self._size, "content_type": self._content_type},
+                )
+                row = db.get(SessionFile, self._row_id)
+                assert row is not None
+                return to_view(row)
+        # The session ended while the bytes were in flight: the object must not outlive it.
+        self._files.store.delete_many([self._key])
+        self._mark_failed("session_ended")
+        raise SessionNotFound("ended")
+
+    def abandon(self) -> None:
+        """Give up (client gone, another error): remove the object and fail the row."""
+        if self._row_id is not None:
+            self._fail("abandoned")
+
+    # --- steps -------------------------------------------------------------------------------
+
+    def _start(self, *, complete: bool) -> None:
+        head = bytes(self._head)
+        try:
+            check_content(self._name.extension, head, complete=complete)
+        except AppError as error:
+            raise self._reject(error) from None
+        self._insert_pending()
+        self._writer = self._files.store.open_writer(self._key, self._content_type)
+        self._head.clear()
+        self._write(head)
+
+    def _insert_pending(self) -> None:
+        now = utcnow()
+        file_id = str(uuid.uuid4())
+        with self._files.transaction() as db:
+            # Locks the session row (PostgreSQL) or the database (SQLite) first, so concurrent
+            # uploads cannot both pass the count check, and an ended session is seen here.
+            locked = db.execute(
+                sa.update(UserSession)
+                .where(col(UserSession.id) == self._session.id,
+                       col(UserSession.status) == SESSION_ACTIVE)
+                .values(status=SESSION_ACTIVE)
+            )
+            if locked.rowcount != 1:
+                raise SessionNotFound("ended")
+            held = db.exec(
+                select(func.count()).where(
+                    SessionFile.session_id == self._session.id,
+                    col(SessionFile.status).in_([FILE_PENDING, FILE_STORED]),
+                )
+            ).one()
+            if held >= self._files.limits.max_files:
+                limit = self._files.limits.max_files
+                raise TooManyFiles(f"A session holds at most {limit} files. Delete one first.")
+            self._key = object_key(self._session.uuid, file_id)
+            db.add(SessionFile(
+                id=file_id, session_id=self._session.id, object_key=self._key,
+                filename=self._name.display, content_type=self._content_type,
+                status=FILE_PENDING, created_at=now,
+            ))
+            self._files.audit.record(db, "file.upload_started", self._ctx, at=now,
+                                     session=self._session)
+        self._row_id = file_id
+
+    def _write(self, data: bytes) -> None:
+        assert self._writer is not None
+        try:
+            self._writer.write(data)
+        except BaseException:
+            self._fail("store_error")
+            raise
+
+    def _reject(self, error: AppError) -> AppError:
+        """Undo everything for a rejected file and return the error to raise."""
+        if self._writer is not None:
+            self._writer.abort()
+        now = utcnow()
+        with self._files.transaction() as db:
+            if self._row_id is not None:
+                # A rejected file leaves nothing behind: not even its pending row.
+                db.execute(sa.delete(SessionFile).where(col(SessionFile.id) == self._row_id))
+            self._files.audit.record(db, "file.rejected", self._ctx, at=now,
+                                     session=self._session, details={"reason": error.type_slug})
+        self._row_id = None
+        return error
+
+    def _fail(self, reason: str) -> None:
+        if self._writer is not None:
+            self._writer.abort()
+        self._mark_failed(reason)
+
+    def _mark_failed(self, reason: str) -> None:
+        if self._row_id is None:
+            return
+        now = utcnow()
+        with self._files.transaction() as db:
+            db.execute(
+                sa.update(SessionFile)
+                .where(col(SessionFile.id) == self._row_id,
+                       col(SessionFile.status) == FILE_PENDING)
+                .values(status=FILE_FAILED, deleted_at=now)
+            )
+            self._files.audit.record(db, "file.rejected", self._ctx, at=now,
+                                     session=self._session, details={"reason": reason})
+        self._row_id = None
+
+
+def _too_large_message(max_bytes: int) -> str:
+    return f"The file is larger than the {max_bytes / 2**20:g} MiB limit."
+
+
+def begin_upload(
+    files: FileService, raw_session_id: object, filename: str, ctx: RequestContext
+) -> Upload:
+    """Validate what can be validated before any byte arrives: session, name, extension."""
+    session = files.sessions.resume(raw_session_id, ctx)
+    try:
+        name = clean_filename(filename)
+        content_type = check_extension(name, files.limits.allowed_extensions)
+    except AppError as error:
+        with files.transaction() as db:
+            files.audit.record(db, "file.rejected", ctx, at=utcnow(), session=session,
+                               details={"reason": error.type_slug})
+        raise
+    return Upload(files, session, name, content_type, ctx)
+
+
+def upload_stream(
+    files: FileService, raw_session_id: object, filename: str, stream: BinaryIO,
+    ctx: RequestContext,
+) -> FileView:
+    """Upload everything a (spooled) binary stream yields."""
+    upload = begin_upload(files, raw_session_id, filename, ctx)
+    try:
+        while chunk := stream.read(CHUNK_SIZE):
+            upload.feed(chunk)
+        return upload.finish()
+    except AppError:
+        raise
+    except BaseException:
+        upload.abandon()
+        raise
+
+
+async def upload_chunks(
+    files: FileService, raw_session_id: object, filename: str, chunks: AsyncIterator[bytes],
+    ctx: RequestContext,
+) -> FileView:
+    """Upload bytes arriving asynchronously; store and database calls run in worker threads."""
+    upload = await anyio.to_thread.run_sync(begin_upload, files, raw_session_id, filename, ctx)
+    try:
+        async for chunk in chunks:
+            await anyio.to_thread.run_sync(upload.feed, chunk)
+        return await anyio.to_thread.run_sync(upload.finish)
+    except AppError:
+        raise
+    except BaseException:
+        await anyio.to_thread.run_sync(upload.abandon)
+        raise

@@ -1,0 +1,1 @@
+"""Object stores behind one small interface: LocalStore (a folder) and S3Store (boto3)."""
