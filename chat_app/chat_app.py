@@ -1,20 +1,27 @@
-"""The Reflex app: one page, the REST API mounted in front, theme and toasts."""
+"""The Reflex app: one page, the REST API mounted in front, the background sweep."""
 
 from __future__ import annotations
+
+import asyncio
+import logging
 
 import reflex as rx
 
 from chat_app.api import create_api
 from chat_app.components.conversation import conversation
 from chat_app.components.dev_panel import dev_panel
+from chat_app.components.files_panel import files_panel
 from chat_app.components.header import header
 from chat_app.components.reset_dialog import reset_dialog
 from chat_app.container import get_services
+from chat_app.services.audit import RequestContext
 from chat_app.settings import get_settings_or_exit
 from chat_app.state.dev import DevState
 from chat_app.state.session import SessionState
 
+log = logging.getLogger("chat_app.sweep")
 settings = get_settings_or_exit()
+MAX_UPLOAD_BYTES = int(settings.max_upload_mb * 2**20)
 
 
 def index() -> rx.Component:
@@ -22,14 +29,25 @@ def index() -> rx.Component:
     return rx.vstack(
         header(),
         rx.flex(
-            conversation(),
-            # Compiled in only when enabled: without the flag the panel is not even in the bundle.
-            dev_panel() if settings.dev_controls else rx.fragment(),
-            direction="column",
-            as_="main",
-            flex="1",
+            rx.flex(
+                conversation(),
+                # Compiled in only when enabled: without the flag it is not even in the bundle.
+                dev_panel() if settings.dev_controls else rx.fragment(),
+                direction="column",
+                as_="main",
+                flex="1",
+                min_width="0",
+                spacing="4",
+            ),
+            rx.box(
+                files_panel(MAX_UPLOAD_BYTES, settings.max_files_per_session),
+                as_="aside",
+                width=["100%", "100%", "100%", "20rem"],
+                flex_shrink="0",
+            ),
+            direction=rx.breakpoints(initial="column", lg="row"),
             width="100%",
-            max_width="60rem",
+            max_width="76rem",
             margin_x="auto",
             padding="4",
             spacing="4",
@@ -57,3 +75,20 @@ app = rx.App(
     head_components=[rx.el.link(rel="icon", href=FAVICON)],
 )
 app.add_page(index, route="/", title="chat_app", on_load=on_load)
+
+
+@app.register_lifespan_task
+async def sweep_periodically() -> None:
+    """Run the sweep every CHAT_APP_SWEEP_INTERVAL_MINUTES (0 disables it)."""
+    interval_s = settings.sweep_interval_minutes * 60
+    if interval_s <= 0:
+        return
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            report = await asyncio.to_thread(
+                get_services().sweeper.run, RequestContext(actor="sweep")
+            )
+            log.info("sweep: %s", report.as_dict())
+        except Exception as exc:  # the loop must survive a bad round; the next one retries
+            log.warning("sweep failed (%s); retrying next round", type(exc).__name__)

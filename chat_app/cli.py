@@ -9,35 +9,13 @@ from collections.abc import Sequence
 
 from chat_app.errors import AppError
 from chat_app.services.audit import RequestContext
-from chat_app.services.sweep import SweepReport
-
-REPORT_LINES = [
-    ("expired_sessions", "sessions expired"),
-    ("purged_files", "files of ended sessions purged"),
-    ("scanned_objects", "objects scanned"),
-    ("deleted_objects", "orphan objects deleted"),
-    ("deleted_bytes", "bytes freed"),
-    ("retired_pending", "stale pending uploads retired"),
-    ("errors", "errors"),
-]
+from chat_app.services.sweep import format_report
 
 
 def _progress(stage: str, count: int) -> None:
     # Progress only on a terminal: pipes and logs get the final report alone.
     if sys.stderr.isatty():
         print(f"\r{stage}: {count:,}        ", end="", file=sys.stderr, flush=True)
-
-
-def format_report(report: SweepReport) -> str:
-    """The human-readable sweep report."""
-    title = "Sweep (dry run: nothing was changed)" if report.dry_run else "Sweep"
-    width = max(len(label) for _key, label in REPORT_LINES)
-    lines = [f"{title} finished in {report.duration_s:.2f} s"]
-    for key, label in REPORT_LINES:
-        lines.append(f"  {label:<{width}}  {getattr(report, key):>12,}")
-    if report.error_kinds:
-        lines.append(f"  error kinds: {', '.join(sorted(set(report.error_kinds)))}")
-    return "\n".join(lines)
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:

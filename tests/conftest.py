@@ -96,3 +96,24 @@ def make_settings(tmp_path: Path, database_url: str) -> Callable[..., Settings]:
 def services(make_settings) -> Services:
     """Services wired on the migrated database with default settings."""
     return build_services(make_settings())
+
+
+# --- Object storage (appended): one real SeaweedFS for the whole run, a fresh bucket per test. ---
+from tests.seaweed import S3StoreFactory, SeaweedServer  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def seaweed(tmp_path_factory) -> Iterator[SeaweedServer]:
+    """A SeaweedFS server (S3 API) started once for the run; it never skips."""
+    server = SeaweedServer(tmp_path_factory.mktemp("seaweed"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def make_s3_store(seaweed: SeaweedServer) -> Iterator[S3StoreFactory]:
+    """Makes S3Stores on unique buckets with test credentials; the buckets go at teardown."""
+    factory = S3StoreFactory(seaweed)
+    yield factory
+    factory.cleanup()

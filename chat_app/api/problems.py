@@ -59,10 +59,20 @@ def handle_app_error(request: Request, exc: Exception) -> ProblemResponse:
     assert isinstance(exc, AppError)
     if exc.status >= 500:
         log.warning("request %s failed: %s", request_id_of(request), type(exc).__name__)
-    headers = rate_limited_headers(exc) if isinstance(exc, RateLimited) else None
     return problem_response(
-        request, status=exc.status, slug=exc.type_slug, detail=exc.detail, headers=headers
+        request, status=exc.status, slug=exc.type_slug, detail=exc.detail,
+        headers=error_headers(exc),
     )
+
+
+def error_headers(exc: AppError) -> Mapping[str, str] | None:
+    """Headers some errors call for: rate-limit state on a 429, the challenge on a 401."""
+    if isinstance(exc, RateLimited):
+        return rate_limited_headers(exc)
+    if exc.status == 401:
+        # Bearer tokens are the API's only credentials (RFC 6750 section 3).
+        return {"WWW-Authenticate": "Bearer"}
+    return None
 
 
 def handle_validation_error(request: Request, exc: Exception) -> ProblemResponse:

@@ -148,3 +148,14 @@ def _limit_per_session(name: str) -> Callable[..., Iterator[None]]:
 
 limit_reset = _limit_per_session("reset")
 limit_read = _limit_per_session("read")
+limit_upload = _limit_per_session("upload")
+
+
+def check_failed_attempts(services: Services, ctx: RequestContext) -> None:
+    """Refuse (429) an IP that is over `failed_validate`, e.g. after guessing admin tokens."""
+    _check_failed_validate(services, ctx, ctx.ip or UNKNOWN_IP)
+
+
+def count_failed_attempt(services: Services, ctx: RequestContext) -> None:
+    """Count one rejected credential against the caller's IP (`failed_validate`)."""
+    _count_failure(services, ctx.ip or UNKNOWN_IP)

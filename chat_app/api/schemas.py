@@ -8,7 +8,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from chat_app.models import AuditLog
+from chat_app.services.files import FileView
 from chat_app.services.sessions import SessionView
+from chat_app.services.sweep import SweepReport
 
 
 class SessionPublic(BaseModel):
@@ -62,11 +64,65 @@ class AuditEventsPublic(BaseModel):
     items: list[AuditEventPublic]
 
 
+class FilePublic(BaseModel):
+    """A stored file of the session; `filename` is the cleaned display name."""
+
+    id: str
+    filename: str
+    content_type: str = Field(description="Decided by the server from the extension and content.")
+    size_bytes: int
+    created_at: datetime
+
+    @classmethod
+    def from_view(cls, view: FileView) -> FilePublic:
+        """Map a service view to the public shape."""
+        return cls(
+            id=view.id,
+            filename=view.filename,
+            content_type=view.content_type,
+            size_bytes=view.size_bytes,
+            created_at=view.created_at,
+        )
+
+
+class FilesPublic(BaseModel):
+    """The session's stored files, oldest first."""
+
+    items: list[FilePublic]
+
+
+class SweepRequest(BaseModel):
+    """Optional body of POST /admin/sweep."""
+
+    dry_run: bool = Field(False, description="Report what would be done; change nothing.")
+
+
+class SweepReportPublic(BaseModel):
+    """What one sweep did (or, in a dry run, would do)."""
+
+    dry_run: bool
+    expired_sessions: int
+    purged_files: int
+    scanned_objects: int
+    deleted_objects: int
+    deleted_bytes: int
+    retired_pending: int
+    errors: int
+    error_kinds: list[str] = Field(description="Problem type slugs of the errors, if any.")
+    duration_s: float
+
+    @classmethod
+    def from_report(cls, report: SweepReport) -> SweepReportPublic:
+        """Map the service's report to the public shape."""
+        return cls.model_validate(report.as_dict())
+
+
 class HealthPublic(BaseModel):
     """Every dependency answered."""
 
     status: Literal["ok"] = "ok"
     database: Literal["ok"] = "ok"
+    store: Literal["ok"] = "ok"
 
 
 class Problem(BaseModel):

@@ -56,10 +56,19 @@ def dev_panel() -> rx.Component:
                 rx.button("Reset now", on_click=DevState.reset_now, size="1"),
                 rx.button("Expire now", on_click=DevState.expire_now, size="1"),
                 rx.button("Corrupt stored id", on_click=DevState.corrupt_stored_id, size="1"),
+                rx.button("Sweep (dry run)", on_click=DevState.sweep(True), size="1",
+                          loading=DevState.sweeping),
+                rx.button("Sweep now", on_click=DevState.sweep(False), size="1",
+                          color_scheme="red", loading=DevState.sweeping),
                 rx.button("Refresh audit", on_click=DevState.refresh_audit, size="1",
                           variant="soft"),
                 wrap="wrap",
                 spacing="2",
+            ),
+            rx.cond(
+                DevState.sweep_report != "",
+                rx.el.pre(DevState.sweep_report, aria_label="Sweep report", font_size="12px",
+                          white_space="pre-wrap"),
             ),
             rx.table.root(
                 rx.table.header(

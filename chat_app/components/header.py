@@ -81,7 +81,8 @@ def header() -> rx.Component:
         box_sizing="border-box",
         align="center",
         spacing="3",
-        padding="3",
+        padding_y="3",
+        padding_x="5",
         border_bottom="1px solid var(--gray-a5)",
         wrap="wrap",
     )

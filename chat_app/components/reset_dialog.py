@@ -21,7 +21,7 @@ def reset_dialog() -> rx.Component:
                 rx.text.strong(SessionState.erase_messages, " messages"),
                 " and ",
                 rx.text.strong(
-                    SessionState.erase_files, " files (", SessionState.erase_bytes, " bytes)"
+                    SessionState.erase_files, " files (", SessionState.erase_size, ")"
                 ),
                 " from this session, in every tab of this browser. It cannot be undone.",
                 data_testid="reset-summary",

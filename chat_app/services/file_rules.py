@@ -12,6 +12,10 @@ from pathvalidate import sanitize_filename
 from chat_app.errors import AppError, InvalidInput
 
 MAX_FILENAME_CHARS = 120
+#: pathvalidate cuts longer names from the end, extension first; we shorten them before it does.
+MAX_FILENAME_BYTES = 255
+#: A longer "extension" is just part of the name (and never an allowed one).
+MAX_EXTENSION_CHARS = 16
 #: Bytes of the file's head the sniffer looks at before anything is written.
 SNIFF_BYTES = 8192
 
@@ -85,7 +89,7 @@ def clean_filename(raw: str) -> CleanName:
     for separator in _SEPARATORS:
         text = text.replace(separator, "/")
     parts = [part for part in text.split("/") if part.strip(" .")]
-    text = parts[-1] if parts else ""
+    text = _shorten(parts[-1] if parts else "")
     text = sanitize_filename(text, platform="universal", replacement_text="_")
     # Leading dots hide files, leading dashes look like options: neither belongs in a name.
     text = text.strip().lstrip(".-_ ").rstrip(". ")
@@ -100,6 +104,18 @@ def clean_filename(raw: str) -> CleanName:
     room = MAX_FILENAME_CHARS - (len(extension) + 1 if extension else 0)
     display = stem[:room].rstrip(" .") + (f".{extension}" if extension else "")
     return CleanName(display=display, extension=extension)
+
+
+def _shorten(text: str) -> str:
+    """Cap `text` to the display limits (characters and UTF-8 bytes), keeping its extension."""
+    stem, dot, extension = text.rpartition(".")
+    if not dot or len(extension) > MAX_EXTENSION_CHARS:
+        stem, extension = text, ""
+    suffix = f".{extension}" if extension else ""
+    stem = stem[: MAX_FILENAME_CHARS - len(suffix)]
+    while len((stem + suffix).encode()) > MAX_FILENAME_BYTES:
+        stem = stem[:-1]
+    return stem + suffix
 
 
 def check_extension(name: CleanName, allowed: frozenset[str]) -> str:

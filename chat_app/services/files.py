@@ -95,9 +95,13 @@ class FileService:
     def list_files(self, raw_session_id: object, ctx: RequestContext) -> list[FileView]:
         """The stored files of an active session, oldest first."""
         session = self.sessions.resume(raw_session_id, ctx)
+        return self.list_stored(session.id)
+
+    def list_stored(self, session_id: int) -> list[FileView]:
+        """The stored files of a session, read-only (for display after validation elsewhere)."""
         query = (
             select(SessionFile)
-            .where(SessionFile.session_id == session.id, SessionFile.status == FILE_STORED)
+            .where(SessionFile.session_id == session_id, SessionFile.status == FILE_STORED)
             .order_by(col(SessionFile.created_at), col(SessionFile.id))
         )
         with self.transaction() as db:

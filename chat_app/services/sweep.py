@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from itertools import islice
 
 import sqlalchemy as sa
-from sqlmodel import col, select
+from sqlmodel import col, func, select
 
 from chat_app.models import (
     FILE_DELETING,
@@ -30,6 +30,7 @@ from chat_app.services.files import FileService
 from chat_app.services.session_ids import is_uuid4
 from chat_app.services.sessions import SessionService
 from chat_app.storage.base import StorageError, StoredObject
+from chat_app.storage.keys import require_key
 
 BATCH = 1000
 KEY_PREFIX = "sessions/"
@@ -54,6 +55,29 @@ class SweepReport:
     def as_dict(self) -> dict[str, object]:
         """JSON-ready form (API, CLI --json, the audit row)."""
         return asdict(self)
+
+
+REPORT_LINES = [
+    ("expired_sessions", "sessions expired"),
+    ("purged_files", "files of ended sessions purged"),
+    ("scanned_objects", "objects scanned"),
+    ("deleted_objects", "orphan objects deleted"),
+    ("deleted_bytes", "bytes freed"),
+    ("retired_pending", "stale pending uploads retired"),
+    ("errors", "errors"),
+]
+
+
+def format_report(report: SweepReport) -> str:
+    """The human-readable sweep report."""
+    title = "Sweep (dry run: nothing was changed)" if report.dry_run else "Sweep"
+    width = max(len(label) for _key, label in REPORT_LINES)
+    lines = [f"{title} finished in {report.duration_s:.2f} s"]
+    for key, label in REPORT_LINES:
+        lines.append(f"  {label:<{width}}  {getattr(report, key):>12,}")
+    if report.error_kinds:
+        lines.append(f"  error kinds: {', '.join(sorted(set(report.error_kinds)))}")
+    return "\n".join(lines)
 
 
 class Sweeper:
@@ -94,29 +118,31 @@ class Sweeper:
 
     def _purge_ended(self, report: SweepReport, ctx: RequestContext, expiring: set[int],
                      dry_run: bool) -> None:
-        """Files of sessions that are no longer active: mark `deleting`, then purge."""
+        """Files of ended sessions, and `deleting` leftovers anywhere: delete, mark `deleted`."""
         ended = sa.exists().where(col(UserSession.id) == col(SessionFile.session_id),
                                   col(UserSession.status) != SESSION_ACTIVE)
         owner = col(SessionFile.session_id).in_(expiring) if expiring else sa.false()
+        held = col(SessionFile.status).in_([FILE_STORED, FILE_DELETING])
+        leftover = col(SessionFile.status) == FILE_DELETING  # a purge or delete that failed
         with self._files.transaction() as db:
-            session_ids = db.exec(
-                select(SessionFile.session_id).distinct().where(
-                    col(SessionFile.status).in_([FILE_STORED, FILE_DELETING]), ended | owner)
-            ).all()
-            report.purged_files = len(db.exec(
-                select(SessionFile.id).where(
-                    col(SessionFile.session_id).in_(session_ids),
-                    col(SessionFile.status).in_([FILE_STORED, FILE_DELETING]))
-            ).all()) if session_ids else 0
-            if dry_run or not session_ids:
+            ended_ids = set(db.exec(
+                select(SessionFile.session_id).distinct().where(held, ended | owner)
+            ).all())
+            retry_ids = set(db.exec(
+                select(SessionFile.session_id).distinct().where(leftover)
+            ).all())
+            doomed = (held & col(SessionFile.session_id).in_(ended_ids)) | leftover
+            report.purged_files = db.exec(select(func.count()).where(doomed)).one()
+            if dry_run:
                 return
-            db.execute(
-                sa.update(SessionFile)
-                .where(col(SessionFile.session_id).in_(session_ids),
-                       col(SessionFile.status) == FILE_STORED)
-                .values(status=FILE_DELETING)
-            )
-        for session_id in session_ids:
+            if ended_ids:
+                db.execute(
+                    sa.update(SessionFile)
+                    .where(col(SessionFile.session_id).in_(ended_ids),
+                           col(SessionFile.status) == FILE_STORED)
+                    .values(status=FILE_DELETING)
+                )
+        for session_id in sorted(ended_ids | retry_ids):
             self._files.purge(session_id, ctx)
 
     def _reconcile(self, report: SweepReport, expiring: set[int], cutoff: datetime,
@@ -128,6 +154,13 @@ class Sweeper:
             doomed = self._orphans(
                 [obj for obj in page if obj.modified < cutoff], expiring, dry_run
             )
+            # A key the app never issues (put there by hand) would make the store refuse the
+            # whole batch, every sweep: leave it to an operator and say so in the report.
+            invalid = [obj for obj in doomed if not _is_valid_key(obj.key)]
+            if invalid:
+                report.errors += len(invalid)
+                report.error_kinds.append("invalid_key")
+                doomed = [obj for obj in doomed if _is_valid_key(obj.key)]
             if doomed and not dry_run:
                 failed = set(self._files.store.delete_many([obj.key for obj in doomed]))
                 if failed:
@@ -195,6 +228,14 @@ class Sweeper:
         except StorageError as error:
             report.errors += 1
             report.error_kinds.append(error.type_slug)
+
+
+def _is_valid_key(key: str) -> bool:
+    try:
+        require_key(key)
+    except ValueError:
+        return False
+    return True
 
 
 def _parse_key(key: str) -> tuple[str, str] | None:

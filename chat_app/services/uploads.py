@@ -125,8 +125,17 @@ class Upload:
             check_content(self._name.extension, head, complete=complete)
         except AppError as error:
             raise self._reject(error) from None
-        self._insert_pending()
-        self._writer = self._files.store.open_writer(self._key, self._content_type)
+        try:
+            self._insert_pending()
+        except TooManyFiles as error:
+            # A refused file is audited like any other rejection (SPEC section 7).
+            raise self._reject(error) from None
+        try:
+            self._writer = self._files.store.open_writer(self._key, self._content_type)
+        except BaseException:
+            # A pending row that never got a writer would count against the file limit.
+            self._mark_failed("store_error")
+            raise
         self._head.clear()
         self._write(head)
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 
+import anyio.to_thread
 import reflex as rx
 
 from chat_app.errors import AppError, SessionNotFound
+from chat_app.services.sweep import format_report
 from chat_app.state.common import error_toast, request_context, services
 from chat_app.state.session import SessionState, format_day
 
@@ -18,6 +20,8 @@ class DevState(rx.State):
     """Every handler re-checks the setting server-side: hiding the panel is not protection."""
 
     audit_rows: list[dict[str, str]] = []
+    sweep_report: str = ""
+    sweeping: bool = False
 
     @rx.event
     async def refresh_audit(self):
@@ -102,3 +106,31 @@ class DevState(rx.State):
         return rx.call_script(
             f"localStorage.setItem('sid', {json.dumps(CORRUPT_VALUE)}); window.location.reload()"
         )
+
+    @rx.event(background=True)
+    async def sweep(self, dry_run: bool):
+        """Run the sweep (dry run or real) and show its report."""
+        which = "sweep_dry_run" if dry_run else "sweep"
+        async with self:
+            session = await self.get_state(SessionState)
+            sid, ctx = session.sid, request_context(self, "dev")
+            self.sweeping = True
+        try:
+            await anyio.to_thread.run_sync(services().dev.record, which, sid, ctx)
+            report = await anyio.to_thread.run_sync(
+                lambda: services().sweeper.run(ctx, dry_run=dry_run)
+            )
+        except AppError as error:
+            async with self:
+                self.sweeping = False
+            yield error_toast(error)
+            return
+        async with self:
+            self.sweeping = False
+            self.sweep_report = format_report(report)
+        title = "Sweep dry run finished" if dry_run else "Sweep finished"
+        yield rx.toast.success(
+            title, description=f"{report.deleted_objects} orphan objects, "
+            f"{report.expired_sessions} sessions expired, {report.errors} errors."
+        )
+        yield DevState.refresh_audit

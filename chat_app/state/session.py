@@ -31,6 +31,16 @@ def format_moment(value: Any) -> str:
     return value.strftime("%Y-%m-%d %H:%M UTC") if value else "-"
 
 
+def human_size(size: int) -> str:
+    """1536 → "1.5 KB"."""
+    value = float(size)
+    for unit in ("bytes", "KB", "MB"):
+        if value < 1024:
+            return f"{int(value)} bytes" if unit == "bytes" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GB"
+
+
 def plural(count: int, noun: str) -> str:
     """`1 message`, `3 files`."""
     return f"{count} {noun}{'' if count == 1 else 's'}"
@@ -44,6 +54,7 @@ class SessionState(rx.State):
     erase_messages: int = 0
     erase_files: int = 0
     erase_bytes: int = 0
+    erase_size: str = "0 bytes"
     # Bumped after server-side changes that keep the same id, so session_details is re-read.
     refresh_tick: int = 0
 
@@ -84,6 +95,7 @@ class SessionState(rx.State):
         self.erase_messages = contents.messages
         self.erase_files = contents.files
         self.erase_bytes = contents.bytes
+        self.erase_size = human_size(contents.bytes)
         self.reset_dialog_open = True
         return None
 

@@ -13,12 +13,12 @@ with warnings.catch_warnings():
     from fastapi.testclient import TestClient
 
 from chat_app.container import Services
-from chat_app.models import AuditLog, UserSession
+from chat_app.models import AuditLog, SessionFile, UserSession
 
 #: Limits high enough that tests not about limits never meet them.
 HIGH_LIMITS = (
     "create=10000/minute,validate=10000/minute,failed_validate=10000/minute,"
-    "reset=10000/minute,read=10000/minute"
+    "reset=10000/minute,read=10000/minute,upload=10000/minute"
 )
 SESSION_KEYS = {"session_id", "status", "created_at", "last_seen_at", "expires_at"}
 PROBLEM_KEYS = {"type", "title", "status", "detail", "request_id"}
@@ -52,6 +52,15 @@ class Api:
         headers = {**session_headers(session_id), **kwargs.pop("headers", {})}
         return self.client.post(f"/api/v1{path}", headers=headers, **kwargs)
 
+    def delete(self, path: str, session_id: str | None = None, **kwargs) -> httpx.Response:
+        """DELETE /api/v1<path>, with the session header when given."""
+        headers = {**session_headers(session_id), **kwargs.pop("headers", {})}
+        return self.client.delete(f"/api/v1{path}", headers=headers, **kwargs)
+
+    def upload(self, session_id: str | None, filename: str, content: bytes) -> httpx.Response:
+        """POST one file as multipart field `file`."""
+        return self.post("/session/files", session_id, files={"file": (filename, content)})
+
     def audit_rows(self, *, request_id: str) -> list[AuditLog]:
         """The audit rows one request wrote, oldest first."""
         with Session(self.services.engine) as db:
@@ -61,6 +70,32 @@ class Api:
                 .order_by(col(AuditLog.id))
             )
             return list(db.exec(query).all())
+
+    def file_rows(self, session_id: str) -> list[SessionFile]:
+        """The session_files rows of a session, oldest first."""
+        with Session(self.services.engine) as db:
+            query = (
+                select(SessionFile)
+                .join(UserSession, col(UserSession.id) == col(SessionFile.session_id))
+                .where(UserSession.uuid == session_id)
+                .order_by(col(SessionFile.created_at), col(SessionFile.id))
+            )
+            rows = list(db.exec(query).all())
+            for row in rows:
+                db.expunge(row)
+            return rows
+
+    def object_keys(self, session_id: str) -> list[str]:
+        """The keys the store holds under the session's prefix."""
+        return [obj.key for obj in self.services.store.iter_keys(f"sessions/{session_id}/")]
+
+    def follow(self, redirect: httpx.Response) -> httpx.Response:
+        """GET a download redirect's Location as a browser would: no session header."""
+        assert redirect.status_code == 302, redirect.text
+        location = redirect.headers["location"]
+        if location.startswith("/"):  # LocalStore: the app's own signed route
+            return self.client.get(location)
+        return httpx.get(location, timeout=10)  # S3: a presigned URL on the store itself
 
     def session_row(self, session_id: str) -> UserSession:
         """The database row of a session."""

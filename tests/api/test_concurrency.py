@@ -1,4 +1,9 @@
-"""30 concurrent resets of one session over real HTTP: one 201, 29 x 409, one successor."""
+"""30 concurrent resets of one session over real HTTP: exactly one 201 and one successor.
+
+The losers answer 409 when their request arrived while the session was still active, and 404 when
+it arrived after the winner committed (SPEC 8: an ended id is then simply unknown). Which of the
+two a loser gets depends on scheduling, so the test pins the winner count and the status set.
+"""
 
 from __future__ import annotations
 
@@ -78,7 +83,10 @@ def test_concurrent_resets_have_one_winner(served):
         thread.join(timeout=60)
 
     assert errors == []
-    assert Counter(statuses) == {201: 1, 409: RESETS - 1}
+    counts = Counter(statuses)
+    assert len(statuses) == RESETS
+    assert counts[201] == 1
+    assert set(counts) - {201} <= {409, 404}, counts
     with Session(services.engine) as db:
         old = db.exec(select(UserSession).where(UserSession.uuid == session_id)).one()
         successors = db.exec(

@@ -16,7 +16,7 @@ def test_health_ok(api):
     response = api.get("/health")
 
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "database": "ok"}
+    assert response.json() == {"status": "ok", "database": "ok", "store": "ok"}
     assert response.headers["x-request-id"]
 
 
@@ -33,13 +33,20 @@ def api_without_db(make_api):
         ("POST", "/session", False),
         ("POST", "/session/reset", True),
         ("GET", "/session/audit", True),
+        ("GET", "/session/files", True),
+        ("POST", "/session/files", True),
+        ("GET", f"/session/files/{uuid.uuid4()}", True),
+        ("DELETE", f"/session/files/{uuid.uuid4()}", True),
     ],
 )
 def test_database_down_is_503_problem(api_without_db, method, path, with_id):
     headers = {"X-Session-Id": str(uuid.uuid4())} if with_id else {}
+    files = {"file": ("a.txt", b"text\n")} if method == "POST" and "files" in path else None
     started = time.monotonic()
 
-    response = api_without_db.client.request(method, f"/api/v1{path}", headers=headers)
+    response = api_without_db.client.request(
+        method, f"/api/v1{path}", headers=headers, files=files
+    )
 
     assert time.monotonic() - started < 5
     body = assert_problem(response, 503, "database-unavailable")

@@ -12,11 +12,25 @@ EXPECTED = {
     ("get", "/api/v1/session"): {"200", "400", "404", "422", "429", "500", "503"},
     ("post", "/api/v1/session/reset"): {"201", "400", "404", "409", "422", "429", "500", "503"},
     ("get", "/api/v1/session/audit"): {"200", "400", "404", "422", "429", "500", "503"},
+    ("get", "/api/v1/session/files"): {"200", "400", "404", "422", "429", "500", "503"},
+    ("post", "/api/v1/session/files"): {
+        "201", "400", "404", "409", "413", "415", "422", "429", "500", "503"
+    },
+    ("get", "/api/v1/session/files/{file_id}"): {
+        "302", "400", "404", "422", "429", "500", "503"
+    },
+    ("delete", "/api/v1/session/files/{file_id}"): {
+        "204", "400", "404", "422", "429", "500", "503"
+    },
+    ("get", "/api/v1/blobs/{token}"): {"200", "404", "422", "500", "503"},
+    ("post", "/api/v1/admin/sweep"): {"200", "401", "404", "422", "429", "500", "503"},
     ("get", "/api/v1/health"): {"200", "500", "503"},
 }
+#: The only path parameters: ids of files and download tokens, never a session id.
+PATH_PARAMETERS = {"file_id", "token"}
 
 
-def test_openapi_lists_the_five_operations(api):
+def test_openapi_lists_every_operation(api):
     response = api.get("/openapi.json")
 
     assert response.status_code == 200
@@ -40,13 +54,25 @@ def test_openapi_lists_the_five_operations(api):
 def test_session_header_is_documented_and_no_id_in_urls(api):
     document = api.get("/openapi.json").json()
 
-    for path, item in document["paths"].items():
-        assert "{" not in path
+    for item in document["paths"].values():
         for operation in item.values():
-            names = {p["name"] for p in operation.get("parameters", [])}
-            assert names <= {"X-Session-Id"}
-            assert all(p["in"] == "header" for p in operation.get("parameters", []))
+            parameters = {p["name"]: p["in"] for p in operation.get("parameters", [])}
+            assert parameters.get("X-Session-Id", "header") == "header"
+            assert {name for name, where in parameters.items() if where == "path"} <= (
+                PATH_PARAMETERS
+            )
+            assert {name for name, where in parameters.items() if where == "query"} <= {
+                "dry_run"
+            }
+            assert "session" not in " ".join(parameters).lower().replace("x-session-id", "")
     problem = document["components"]["schemas"]["Problem"]
+    upload = document["paths"]["/api/v1/session/files"]["post"]["requestBody"]["content"]
+    assert set(upload) == {"multipart/form-data"}
+    sweep = document["paths"]["/api/v1/admin/sweep"]["post"]
+    assert sweep["security"] == [{"AdminToken": []}]
+    assert document["components"]["securitySchemes"]["AdminToken"] == {
+        "type": "http", "scheme": "bearer", "description": "The value of CHAT_APP_ADMIN_TOKEN."
+    }
     assert set(problem["required"]) == {"type", "title", "status", "detail", "request_id"}
 
 

@@ -73,3 +73,14 @@ def test_reset_now_skips_the_modal(page: Page, served_dev_app) -> None:
     wait_for_session(page, not_equal=sid)
     expect(page.get_by_role("alertdialog")).to_have_count(0)
     expect(toast(page, "New session started")).to_be_visible(timeout=UI_TIMEOUT_MS)
+
+
+def test_sweep_buttons_show_a_report(page: Page, served_dev_app) -> None:
+    open_app(page, served_dev_app.url)
+    panel(page).get_by_role("button", name="Sweep (dry run)").click()
+    expect(toast(page, "Sweep dry run finished")).to_be_visible(timeout=UI_TIMEOUT_MS)
+    expect(panel(page)).to_contain_text("dry run: nothing was changed")
+    panel(page).get_by_role("button", name="Sweep now").click()
+    expect(toast(page, "Sweep finished")).to_be_visible(timeout=UI_TIMEOUT_MS)
+    expect(panel(page)).to_contain_text("Sweep finished in", timeout=UI_TIMEOUT_MS)
+    expect(panel(page)).to_contain_text('"which": "sweep"', timeout=UI_TIMEOUT_MS)

@@ -15,7 +15,9 @@ import chat_app.models  # noqa: F401  (registers the tables on SQLModel.metadata
 from chat_app import migrations
 from chat_app.db import get_engine
 
-MIGRATED_TABLES = {"user_sessions", "audit_log", "alembic_version"}
+MIGRATED_TABLES = {"user_sessions", "audit_log", "session_files", "alembic_version"}
+#: What revision 0001 alone creates; 0002 adds session_files.
+FIRST_REVISION_TABLES = {"user_sessions", "audit_log", "alembic_version"}
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -77,6 +79,17 @@ def test_upgrade_after_downgrade_recreates_the_schema(empty_url: str) -> None:
     with pytest.raises(sa.exc.DBAPIError), engine.begin() as conn:
         conn.execute(sa.text("DELETE FROM audit_log WHERE id = :id"), {"id": row_id})
     assert audit_event(engine, row_id) == "sweep.completed"
+
+
+def test_each_revision_steps_down_and_up(empty_url: str) -> None:
+    migrations.upgrade(empty_url, "0001")
+    assert table_names(empty_url) == FIRST_REVISION_TABLES
+    migrations.upgrade(empty_url, "0002")
+    assert table_names(empty_url) == MIGRATED_TABLES
+    migrations.downgrade(empty_url, "0001")
+    assert table_names(empty_url) == FIRST_REVISION_TABLES
+    migrations.upgrade(empty_url)
+    assert table_names(empty_url) == MIGRATED_TABLES
 
 
 def test_models_and_migrations_do_not_drift(migrated: Engine) -> None:

@@ -1,4 +1,4 @@
-"""`/health`: is the database answering?"""
+"""`/health`: are the database and the object store answering?"""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ router = APIRouter(tags=["health"])
 
 @router.get("/health", responses=problem_responses(500, 503))
 def read_health(services: ServicesDep) -> HealthPublic:
-    """200 when the database answers `SELECT 1`, 503 otherwise."""
+    """200 when the database answers `SELECT 1` and the store its probe; 503 otherwise."""
     check_database(engine=services.engine)
+    services.store.check()  # StorageUnavailable is a 503
     return HealthPublic()
