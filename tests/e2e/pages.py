@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from playwright.sync_api import Locator, Page, expect
+from playwright.sync_api import Locator, Page, WebSocketRoute, expect
 
 SESSION_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 REPLACED_TOAST = "Your previous session has ended; a new one has started."
@@ -44,3 +44,25 @@ def open_app(page: Page, url: str) -> str:
 def toast(page: Page, text: str) -> Locator:
     """A toast (sonner) containing `text`."""
     return page.locator("[data-sonner-toast]").filter(has_text=text)
+
+
+def rewrite_on_wire(page: Page, old: str, new: str, *, once: bool = False) -> list[str]:
+    """Forge events: replace `old` with `new` in frames this page sends on the Reflex websocket.
+
+    Returns the rewritten frames (so a test can assert the forgery happened).
+    """
+    rewritten: list[str] = []
+
+    def route(ws: WebSocketRoute) -> None:
+        server = ws.connect_to_server()
+
+        def to_server(message: str | bytes) -> None:
+            if isinstance(message, str) and old in message and not (once and rewritten):
+                message = message.replace(old, new)
+                rewritten.append(message)
+            server.send(message)
+
+        ws.on_message(to_server)
+
+    page.route_web_socket("**/_event/**", route)
+    return rewritten

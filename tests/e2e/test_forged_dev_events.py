@@ -5,39 +5,20 @@ from __future__ import annotations
 import sqlite3
 
 import pytest
-from playwright.sync_api import Page, WebSocketRoute, expect
+from playwright.sync_api import Page, expect
 
 from chat_app.state.dev import DevState
 from chat_app.state.session import SessionState
-from tests.e2e.pages import UI_TIMEOUT_MS, badge, open_app, stored_id, toast
+from tests.e2e.pages import UI_TIMEOUT_MS, badge, open_app, rewrite_on_wire, stored_id, toast
 
 pytestmark = pytest.mark.e2e
 
 INNOCENT = f"{SessionState.get_full_name()}.open_reset_dialog"
 
 
-def forge_next_event(page: Page, forged_name: str) -> list[str]:
-    """Rewrite the next "New session" click on the wire into `forged_name`; returns the frames."""
-    forged: list[str] = []
-
-    def route(ws: WebSocketRoute) -> None:
-        server = ws.connect_to_server()
-
-        def to_server(message: str | bytes) -> None:
-            if isinstance(message, str) and INNOCENT in message and not forged:
-                message = message.replace(INNOCENT, forged_name)
-                forged.append(message)
-            server.send(message)
-
-        ws.on_message(to_server)
-
-    page.route_web_socket("**/_event/**", route)
-    return forged
-
-
 @pytest.mark.parametrize("handler", ["expire_now", "reset_now", "validate_now"])
 def test_forged_dev_event_is_refused_and_audited(page: Page, served_app, handler: str) -> None:
-    forged = forge_next_event(page, f"{DevState.get_full_name()}.{handler}")
+    forged = rewrite_on_wire(page, INNOCENT, f"{DevState.get_full_name()}.{handler}", once=True)
     sid = open_app(page, served_app.url)
     page.get_by_role("button", name="New session").click()
     expect(toast(page, "Developer controls are disabled")).to_be_visible(timeout=UI_TIMEOUT_MS)

@@ -6,9 +6,9 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, WebSocketRoute, expect
+from playwright.sync_api import Browser, Page, expect
 
-from tests.e2e.pages import UI_TIMEOUT_MS, open_app, toast
+from tests.e2e.pages import UI_TIMEOUT_MS, open_app, rewrite_on_wire, toast
 
 pytestmark = pytest.mark.e2e
 
@@ -32,25 +32,6 @@ def upload_one(page: Page, path: Path) -> None:
     )
 
 
-def swap_on_wire(page: Page, own: str, foreign: str) -> list[str]:
-    """Replace this tab's file id with another session's in every event it sends."""
-    swapped: list[str] = []
-
-    def route(ws: WebSocketRoute) -> None:
-        server = ws.connect_to_server()
-
-        def to_server(message: str | bytes) -> None:
-            if isinstance(message, str) and own in message:
-                message = message.replace(own, foreign)
-                swapped.append(message)
-            server.send(message)
-
-        ws.on_message(to_server)
-
-    page.route_web_socket("**/_event/**", route)
-    return swapped
-
-
 @pytest.mark.parametrize("action", ["Delete", "Download"])
 def test_other_sessions_file_is_refused(
     browser: Browser, served_app, tmp_path: Path, action: str
@@ -70,7 +51,7 @@ def test_other_sessions_file_is_refused(
     upload_one(page_b, mine)
     b_file, _ = file_row(served_app, sid_b)
 
-    swapped = swap_on_wire(page_b, b_file, a_file)
+    swapped = rewrite_on_wire(page_b, b_file, a_file)
     page_b.reload()
     button = page_b.get_by_role("button", name=f"{action} b-own.txt")
     expect(button).to_be_visible(timeout=UI_TIMEOUT_MS)
