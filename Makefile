@@ -51,5 +51,11 @@ test: test-deps browser
 lint: test-deps
 	$(BIN)/ruff check .
 
+## Benchmarks (bench/README.md): each appends its Markdown table to bench/RESULTS.md.
+bench: test-deps
+	@printf '# Benchmark results\n\nWritten by `make bench` (started %s). Each section compares our code with a baseline measured in the same run; see bench/README.md.\n' "$$(date -u '+%Y-%m-%d %H:%M:%S UTC')" > bench/RESULTS.md
+	$(BIN)/python -m bench.sweep
+	$(BIN)/python -m bench.upload
+
 clean:
 	rm -rf .web .states data test-results
