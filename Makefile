@@ -56,6 +56,7 @@ bench: test-deps
 	@printf '# Benchmark results\n\nWritten by `make bench` (started %s). Each section compares our code with a baseline measured in the same run; see bench/README.md.\n' "$$(date -u '+%Y-%m-%d %H:%M:%S UTC')" > bench/RESULTS.md
 	$(BIN)/python -m bench.sweep
 	$(BIN)/python -m bench.upload
+	$(BIN)/python -m bench.first_token
 
 clean:
 	rm -rf .web .states data test-results

@@ -30,7 +30,7 @@ def index() -> rx.Component:
         header(),
         rx.flex(
             rx.flex(
-                conversation(),
+                conversation(MAX_UPLOAD_BYTES, settings.max_files_per_session),
                 # Compiled in only when enabled: without the flag it is not even in the bundle.
                 dev_panel() if settings.dev_controls else rx.fragment(),
                 direction="column",
@@ -40,7 +40,7 @@ def index() -> rx.Component:
                 spacing="4",
             ),
             rx.box(
-                files_panel(MAX_UPLOAD_BYTES, settings.max_files_per_session),
+                files_panel(),
                 as_="aside",
                 width=["100%", "100%", "100%", "20rem"],
                 flex_shrink="0",

@@ -9,10 +9,13 @@ from functools import lru_cache
 from sqlalchemy.engine import Engine
 
 from chat_app.db import get_engine
+from chat_app.services.assistant import Assistant, build_assistant
 from chat_app.services.audit import AuditWriter
+from chat_app.services.chat import ChatService
 from chat_app.services.dev import DevControls
 from chat_app.services.files import FileService, UploadLimits
 from chat_app.services.rate_limits import RateLimiter
+from chat_app.services.retrieval import Retriever
 from chat_app.services.sessions import SessionPolicy, SessionService
 from chat_app.services.sweep import Sweeper
 from chat_app.settings import Settings, get_settings
@@ -34,6 +37,7 @@ class Services:
     signer: UrlSigner
     files: FileService
     sweeper: Sweeper
+    chat: ChatService
 
 
 def build_store(settings: Settings, signer: UrlSigner) -> ObjectStore:
@@ -49,8 +53,13 @@ def build_store(settings: Settings, signer: UrlSigner) -> ObjectStore:
     return LocalStore(settings.data_dir / "files", signer=signer)
 
 
-def build_services(settings: Settings, *, store: ObjectStore | None = None) -> Services:
-    """Wire the services for `settings` (tests call this with their own settings or store)."""
+def build_services(
+    settings: Settings,
+    *,
+    store: ObjectStore | None = None,
+    assistant: Assistant | None = None,
+) -> Services:
+    """Wire the services for `settings` (tests pass their own settings, store or assistant)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = get_engine(settings.database_url)
     audit = AuditWriter(secret=settings.secret_key)
@@ -68,6 +77,11 @@ def build_services(settings: Settings, *, store: ObjectStore | None = None) -> S
     )
     files = FileService(engine, store=store, audit=audit, sessions=sessions, limits=limits)
     sessions.add_contents_handler(files)
+    chat = ChatService(
+        engine, sessions=sessions, files=files, audit=audit, retriever=Retriever(engine),
+        assistant=assistant if assistant is not None else build_assistant(settings),
+    )
+    sessions.add_contents_handler(chat)
     return Services(
         settings=settings,
         engine=engine,
@@ -80,6 +94,7 @@ def build_services(settings: Settings, *, store: ObjectStore | None = None) -> S
         files=files,
         sweeper=Sweeper(files=files, sessions=sessions,
                         grace=timedelta(minutes=settings.orphan_grace_minutes)),
+        chat=chat,
     )
 
 

@@ -97,3 +97,37 @@ class SessionFile(SQLModel, table=True):
     status: str = Field(default=FILE_PENDING, max_length=16, nullable=False)
     created_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
     deleted_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+MESSAGE_USER = "user"
+MESSAGE_ASSISTANT = "assistant"
+MESSAGE_COMPLETE = "complete"
+MESSAGE_INCOMPLETE = "incomplete"
+MESSAGE_FAILED = "failed"
+
+
+class ChatMessage(SQLModel, table=True):
+    """One turn of a session's conversation."""
+
+    __tablename__ = "chat_messages"
+    __table_args__ = (sa.Index("ix_chat_messages_session_id_id", "session_id", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    session_id: int = Field(foreign_key="user_sessions.id", nullable=False)
+    role: str = Field(max_length=16, nullable=False)
+    content: str = Field(sa_type=sa.Text, nullable=False)
+    status: str = Field(default=MESSAGE_COMPLETE, max_length=16, nullable=False)
+    created_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+    citations: list[dict[str, Any]] | None = Field(default=None, sa_column=Column(JSON))
+
+
+class FileChunk(SQLModel, table=True):
+    """A passage of an uploaded file's text, for the retrieval assistant."""
+
+    __tablename__ = "file_chunks"
+
+    file_id: str = Field(foreign_key="session_files.id", primary_key=True, max_length=36)
+    ordinal: int = Field(primary_key=True)
+    text: str = Field(sa_type=sa.Text, nullable=False)
+    #: 1-based page for PDFs; None for files without pages.
+    page: int | None = Field(default=None)

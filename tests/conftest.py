@@ -117,3 +117,21 @@ def make_s3_store(seaweed: SeaweedServer) -> Iterator[S3StoreFactory]:
     factory = S3StoreFactory(seaweed)
     yield factory
     factory.cleanup()
+
+
+# --- The LLM provider stand-in: tests/fake_openai.py, one server for the run. ---------------------
+from tests.fake_openai import FakeOpenAI  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def fake_openai_server() -> Iterator[FakeOpenAI]:
+    """A local server speaking OpenAI's chat-completions protocol (streaming included)."""
+    with FakeOpenAI() as fake:
+        yield fake
+
+
+@pytest.fixture
+def fake(fake_openai_server: FakeOpenAI) -> FakeOpenAI:
+    """The fake provider with its defaults restored and its request log empty."""
+    fake_openai_server.reset()
+    return fake_openai_server

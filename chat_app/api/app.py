@@ -11,7 +11,7 @@ from fastapi.openapi.utils import get_openapi
 
 from chat_app.api.middleware import RequestMetaMiddleware
 from chat_app.api.problems import install_problem_handlers, use_problem_media_type
-from chat_app.api.routes import admin, blobs, files, health, session
+from chat_app.api.routes import admin, blobs, files, health, messages, session
 from chat_app.container import Services
 
 API_PREFIX = "/api/v1"
@@ -47,7 +47,8 @@ def create_api(services: Services | Callable[[], Services]) -> FastAPI:
     api.state.services_provider = lazy_services(services)
     api.add_middleware(RequestMetaMiddleware, prefix=API_PREFIX)
     install_problem_handlers(api)
-    for router in (session.router, files.router, blobs.router, admin.router, health.router):
+    for router in (session.router, messages.router, files.router, blobs.router, admin.router,
+                   health.router):
         api.include_router(router, prefix=API_PREFIX)
     api.openapi = _openapi_builder(api)  # type: ignore[method-assign]
     return api

@@ -78,8 +78,12 @@ def error_headers(exc: AppError) -> Mapping[str, str] | None:
 def handle_validation_error(request: Request, exc: Exception) -> ProblemResponse:
     """Invalid request parameters: name the fields, never repeat their values."""
     assert isinstance(exc, RequestValidationError)
-    # Only the location and the declared name: deeper parts of `loc` may be client-chosen keys.
-    fields = sorted({".".join(str(part) for part in err["loc"][:2]) for err in exc.errors()})
+    # Only the location and the declared name: deeper parts of `loc` may be client-chosen keys,
+    # and so is the name itself when the error is an unexpected (forbidden extra) key.
+    fields = sorted({
+        ".".join(str(part) for part in err["loc"][: 1 if err["type"] == "extra_forbidden" else 2])
+        for err in exc.errors()
+    })
     return problem_response(
         request,
         status=422,

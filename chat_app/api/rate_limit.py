@@ -149,6 +149,7 @@ def _limit_per_session(name: str) -> Callable[..., Iterator[None]]:
 limit_reset = _limit_per_session("reset")
 limit_read = _limit_per_session("read")
 limit_upload = _limit_per_session("upload")
+limit_messages = _limit_per_session("messages")
 
 
 def check_failed_attempts(services: Services, ctx: RequestContext) -> None:

@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from chat_app.models import AuditLog
+from chat_app.services.chat import MAX_MESSAGE_CHARS, MessageView
 from chat_app.services.files import FileView
 from chat_app.services.sessions import SessionView
 from chat_app.services.sweep import SweepReport
@@ -133,3 +134,60 @@ class Problem(BaseModel):
     status: int
     detail: str
     request_id: str = Field(description="Also in the X-Request-Id response header.")
+
+
+class CitationPublic(BaseModel):
+    """A file passage a reply drew on."""
+
+    file_id: str
+    filename: str
+    page: int | None = Field(None, description="1-based page for PDFs.")
+
+
+class MessagePublic(BaseModel):
+    """One message of the conversation."""
+
+    id: int
+    role: Literal["user", "assistant"]
+    content: str
+    status: Literal["complete", "incomplete", "failed"] = Field(
+        description="`incomplete`: stopped or cut off; `failed`: `content` says why."
+    )
+    created_at: datetime
+    citations: list[CitationPublic]
+
+    @classmethod
+    def from_view(cls, view: MessageView) -> MessagePublic:
+        """Map a service view to the public shape."""
+        return cls(
+            id=view.id,
+            role=view.role,  # type: ignore[arg-type]
+            content=view.content,
+            status=view.status,  # type: ignore[arg-type]
+            created_at=view.created_at,
+            citations=[CitationPublic.model_validate(c) for c in view.citations],
+        )
+
+
+class MessagesPublic(BaseModel):
+    """The conversation, oldest first."""
+
+    items: list[MessagePublic]
+
+
+class MessageIn(BaseModel):
+    """A message to send."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    content: str = Field(min_length=1, max_length=MAX_MESSAGE_CHARS,
+                         description="1 to 8,000 characters; not only whitespace.")
+
+
+class TurnPublic(BaseModel):
+    """The saved user message and the assistant's saved reply."""
+
+    message: MessagePublic
+    reply: MessagePublic | None = Field(
+        description="None only if the session was reset while the reply was being written."
+    )

@@ -45,6 +45,23 @@ def _upload_row(entry: rx.Var) -> rx.Component:
     )
 
 
+def upload_progress() -> rx.Component:
+    """Per-file progress of the current upload (shown under the composer).
+
+    Returns:
+        The progress list, empty when nothing is uploading.
+    """
+    return rx.cond(
+        FilesState.visible_uploads.length() > 0,
+        rx.vstack(
+            rx.progress(value=FilesState.upload_percent, max=100, aria_label="Upload progress"),
+            rx.foreach(FilesState.visible_uploads, _upload_row),
+            spacing="1",
+            width="100%",
+        ),
+    )
+
+
 def _file_item(entry: rx.Var) -> rx.Component:
     return rx.el.li(
         rx.hstack(
@@ -76,35 +93,15 @@ def _file_item(entry: rx.Var) -> rx.Component:
     )
 
 
-def files_panel(max_bytes: int, max_files: int) -> rx.Component:
-    """The side panel listing the session's files.
-
-    Args:
-        max_bytes: Per-file size limit, shown and given to the picker.
-        max_files: Files per session.
+def files_panel() -> rx.Component:
+    """The side panel listing the session's files ("Attach files" is in the composer).
 
     Returns:
         The `region` named "Files".
     """
     return rx.card(
         rx.vstack(
-            rx.hstack(
-                rx.heading("Files", size="3", as_="h2", id="files-title"),
-                rx.spacer(),
-                attach_button(max_bytes, max_files),
-                width="100%",
-                align="center",
-            ),
-            rx.cond(
-                FilesState.visible_uploads.length() > 0,
-                rx.vstack(
-                    rx.progress(value=FilesState.upload_percent, max=100,
-                                aria_label="Upload progress"),
-                    rx.foreach(FilesState.visible_uploads, _upload_row),
-                    spacing="1",
-                    width="100%",
-                ),
-            ),
+            rx.heading("Files", size="3", as_="h2", id="files-title"),
             rx.cond(
                 FilesState.files.length() > 0,
                 rx.el.ul(rx.foreach(FilesState.files, _file_item), padding="0", margin="0",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import reflex as rx
 
+from chat_app.state.chat import ChatState
 from chat_app.state.session import SessionState
 
 
@@ -74,6 +75,13 @@ def header() -> rx.Component:
             "New session",
             on_click=SessionState.open_reset_dialog,
             variant="soft",
+        ),
+        rx.icon_button(
+            rx.icon("file-down", size=18),
+            on_click=ChatState.download_transcript,
+            variant="ghost",
+            aria_label="Download transcript",
+            title="Download transcript (Markdown)",
         ),
         color_mode_toggle(),
         as_="header",

@@ -21,6 +21,7 @@ from chat_app.models import (
     FILE_DELETED,
     FILE_DELETING,
     FILE_STORED,
+    FileChunk,
     SessionFile,
     UserSession,
     utcnow,
@@ -128,6 +129,8 @@ class FileService:
                 .where(col(SessionFile.id) == row.id, col(SessionFile.status) == FILE_STORED)
                 .values(status=FILE_DELETING)
             )
+            # The assistant must stop quoting a file the moment it is deleted.
+            db.execute(sa.delete(FileChunk).where(col(FileChunk.file_id) == row.id))
         # A store failure here leaves the row `deleting`: hidden from the user, swept later.
         failed = self.store.delete_many([row.object_key])
         if failed:
@@ -164,6 +167,9 @@ class FileService:
             .values(status=FILE_DELETING)
         )
         return contents
+
+    def erase_on_expiry(self, db: Session, session_id: int, now: datetime) -> None:
+        """Nothing here: the sweep purges an ended session's files (and their passages)."""
 
     def purge(self, session_id: int, ctx: RequestContext) -> None:
         """Delete the objects of the session's `deleting` files and mark them `deleted`."""
@@ -211,6 +217,8 @@ class FileService:
         now = utcnow()
         with self.transaction() as db:
             if rows:
+                db.execute(sa.delete(FileChunk).where(
+                    col(FileChunk.file_id).in_([row.id for row in rows])))
                 db.execute(
                     sa.update(SessionFile)
                     .where(col(SessionFile.id).in_([row.id for row in rows]),

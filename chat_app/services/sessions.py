@@ -127,6 +127,10 @@ class ContentsHandler(Protocol):
         """After the reset committed: remove what `release` left to clean (objects)."""
         ...
 
+    def erase_on_expiry(self, db: Session, session_id: int, now: datetime) -> None:
+        """Inside the expiry's transaction: delete what an expired session must not keep."""
+        ...
+
 
 class SessionService:
     """Create, resume, reset and expire sessions against one database."""
@@ -419,6 +423,9 @@ class SessionService:
         if ended.rowcount != 1:
             return False
         db.refresh(row)
+        assert row.id is not None
+        for handler in self._contents:
+            handler.erase_on_expiry(db, row.id, now)
         self._audit.record(db, "session.expired", ctx, at=now, session=row,
                            details={"reason": reason})
         return True

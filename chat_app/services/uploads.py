@@ -7,6 +7,8 @@ and the object deleted). The database never points at a missing object.
 from __future__ import annotations
 
 import hashlib
+import logging
+import tempfile
 import uuid
 from collections.abc import AsyncIterator
 from typing import BinaryIO
@@ -21,11 +23,18 @@ from chat_app.models import (
     FILE_PENDING,
     FILE_STORED,
     SESSION_ACTIVE,
+    FileChunk,
     SessionFile,
     UserSession,
     utcnow,
 )
 from chat_app.services.audit import RequestContext
+from chat_app.services.extraction import (
+    EXTRACTABLE_EXTENSIONS,
+    ExtractionFailed,
+    TextChunk,
+    extract_chunks,
+)
 from chat_app.services.file_rules import (
     SNIFF_BYTES,
     CleanName,
@@ -37,7 +46,11 @@ from chat_app.services.file_rules import (
 )
 from chat_app.services.files import FileService, FileView, object_key, to_view
 from chat_app.services.sessions import SessionView
-from chat_app.storage.base import CHUNK_SIZE, ObjectWriter
+from chat_app.storage.base import CHUNK_SIZE, ObjectWriter, StorageError
+
+log = logging.getLogger(__name__)
+#: Read-back of a stored file for extraction stays in memory up to this size, then spools.
+SPOOL_BYTES = 8 * 2**20
 
 
 class Upload:
@@ -58,6 +71,8 @@ class Upload:
         self._row_id: str | None = None
         self._key = ""
         self._writer: ObjectWriter | None = None
+        #: Passages indexed for the assistant; None for files without text (images).
+        self.passages: int | None = None
 
     @property
     def filename(self) -> str:
@@ -87,6 +102,7 @@ class Upload:
         except BaseException:
             self._fail("store_error")
             raise
+        chunks = self._extract()
         now = utcnow()
         session_active = sa.exists().where(
             col(UserSession.id) == self._session.id, col(UserSession.status) == SESSION_ACTIVE
@@ -100,6 +116,11 @@ class Upload:
                         sha256=self._sha256.hexdigest())
             )
             if stored.rowcount == 1:
+                db.add_all(
+                    FileChunk(file_id=self._row_id, ordinal=c.ordinal, text=c.text, page=c.page)
+                    for c in chunks or []
+                )
+                self.passages = None if chunks is None else len(chunks)
                 self._files.audit.record(
                     db, "file.uploaded", self._ctx, at=now, session=self._session,
                     details={"bytes": self._size, "content_type": self._content_type},
@@ -118,6 +139,26 @@ class Upload:
             self._fail("abandoned")
 
     # --- steps -------------------------------------------------------------------------------
+
+    def _extract(self) -> list[TextChunk] | None:
+        """The file's passages, read back from the store; None when it has no text to index."""
+        if self._name.extension not in EXTRACTABLE_EXTENSIONS:
+            return None
+        # Read back rather than kept while streaming: upload memory stays bounded by the writer.
+        with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as copy:
+            try:
+                for piece in self._files.store.open(self._key):
+                    copy.write(piece)
+                copy.seek(0)
+                return extract_chunks(self._name.extension, copy)
+            except (ExtractionFailed, StorageError) as exc:
+                # The file is still stored and downloadable; only the assistant cannot quote it.
+                log.warning("text extraction skipped (%s)", type(exc).__name__)
+                return []
+            except Exception as exc:
+                # A parser defect on one odd file must not cost the user an upload that worked.
+                log.error("text extraction failed unexpectedly (%s)", type(exc).__name__)
+                return []
 
     def _start(self, *, complete: bool) -> None:
         head = bytes(self._head)

@@ -129,7 +129,13 @@ class FilesState(SessionState):
         async with self:
             self._set_upload(index, received=view.size_bytes, state="stored")
             self.files_tick += 1
-        return rx.toast.success(f"Uploaded {view.filename} ({human_size(view.size_bytes)}).")
+        uploaded = f"Uploaded {view.filename} ({human_size(view.size_bytes)})."
+        if upload.passages == 0:
+            return rx.toast.warning(
+                uploaded, description="No text could be read from it, so the assistant "
+                "cannot quote it (a scanned or protected PDF?)."
+            )
+        return rx.toast.success(uploaded)
 
     async def _refuse(self, index: int, error: AppError):
         async with self:

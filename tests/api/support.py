@@ -2,23 +2,30 @@
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import httpx
+import uvicorn
 from sqlmodel import Session, col, select
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # starlette's notice about httpx vs httpx2
     from fastapi.testclient import TestClient
 
+from chat_app.api import create_api
 from chat_app.container import Services
 from chat_app.models import AuditLog, SessionFile, UserSession
 
 #: Limits high enough that tests not about limits never meet them.
 HIGH_LIMITS = (
     "create=10000/minute,validate=10000/minute,failed_validate=10000/minute,"
-    "reset=10000/minute,read=10000/minute,upload=10000/minute"
+    "reset=10000/minute,read=10000/minute,upload=10000/minute,messages=10000/minute"
 )
 SESSION_KEYS = {"session_id", "status", "created_at", "last_seen_at", "expires_at"}
 PROBLEM_KEYS = {"type", "title", "status", "detail", "request_id"}
@@ -124,3 +131,29 @@ def assert_no_echo(response: httpx.Response, value: str) -> None:
     assert value.lower() not in response.text.lower()
     for name, header in response.headers.items():
         assert value.lower() not in header.lower(), name
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def serve_over_http(services: Services) -> Iterator[str]:
+    """The API on uvicorn in a background thread (real sockets, real streaming); its base URL."""
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(
+        create_api(services), host="127.0.0.1", port=port, log_level="warning", lifespan="off"
+    ))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

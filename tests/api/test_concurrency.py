@@ -7,29 +7,19 @@ two a loser gets depends on scheduling, so the test pins the winner count and th
 
 from __future__ import annotations
 
-import socket
 import threading
-import time
 from collections import Counter
 from collections.abc import Iterator
 
 import httpx
 import pytest
-import uvicorn
 from sqlmodel import Session, func, select
 
-from chat_app.api import create_api
 from chat_app.container import Services, build_services
 from chat_app.models import UserSession
-from tests.api.support import HIGH_LIMITS
+from tests.api.support import HIGH_LIMITS, serve_over_http
 
 RESETS = 30
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture
@@ -39,22 +29,8 @@ def served(make_settings) -> Iterator[tuple[str, Services]]:
         "reset=10000/minute", "reset=100/minute"
     ))
     services = build_services(settings)
-    port = _free_port()
-    config = uvicorn.Config(
-        create_api(services), host="127.0.0.1", port=port, log_level="warning", lifespan="off"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}", services
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with serve_over_http(services) as url:
+        yield url, services
 
 
 def test_concurrent_resets_have_one_winner(served):

@@ -35,7 +35,8 @@ def test_attach_list_download_delete(page: Page, served_app, notes: Path) -> Non
     expect(toast(page, "Uploaded notes.txt")).to_be_visible(timeout=UI_TIMEOUT_MS)
     region = files_region(page)
     expect(region.get_by_role("listitem")).to_have_count(1)
-    expect(region.get_by_test_id("upload-progress")).to_contain_text("stored")
+    # Per-file progress sits under the composer, next to "Attach files" (SPEC section 9).
+    expect(page.get_by_test_id("upload-progress")).to_contain_text("stored")
     assert len(list(session_prefix(served_app, sid).iterdir())) == 1
 
     with page.expect_download(timeout=UI_TIMEOUT_MS) as download:

@@ -15,9 +15,12 @@ import chat_app.models  # noqa: F401  (registers the tables on SQLModel.metadata
 from chat_app import migrations
 from chat_app.db import get_engine
 
-MIGRATED_TABLES = {"user_sessions", "audit_log", "session_files", "alembic_version"}
-#: What revision 0001 alone creates; 0002 adds session_files.
+MIGRATED_TABLES = {
+    "user_sessions", "audit_log", "session_files", "chat_messages", "file_chunks", "alembic_version"
+}
+#: What revision 0001 alone creates; 0002 adds session_files; 0003 the chat tables.
 FIRST_REVISION_TABLES = {"user_sessions", "audit_log", "alembic_version"}
+SECOND_REVISION_TABLES = FIRST_REVISION_TABLES | {"session_files"}
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -85,7 +88,11 @@ def test_each_revision_steps_down_and_up(empty_url: str) -> None:
     migrations.upgrade(empty_url, "0001")
     assert table_names(empty_url) == FIRST_REVISION_TABLES
     migrations.upgrade(empty_url, "0002")
+    assert table_names(empty_url) == SECOND_REVISION_TABLES
+    migrations.upgrade(empty_url, "0003")
     assert table_names(empty_url) == MIGRATED_TABLES
+    migrations.downgrade(empty_url, "0002")
+    assert table_names(empty_url) == SECOND_REVISION_TABLES
     migrations.downgrade(empty_url, "0001")
     assert table_names(empty_url) == FIRST_REVISION_TABLES
     migrations.upgrade(empty_url)
