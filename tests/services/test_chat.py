@@ -47,6 +47,7 @@ from chat_app.services.session_ids import new_session_id
 from chat_app.services.sessions import SessionView
 from chat_app.services.sweep import Sweeper
 from chat_app.storage.base import ObjectStore
+from tests.aio import run_async
 from tests.services.conftest import CTX, audit_rows, fresh_database, new_session, upload_bytes
 
 pytestmark = pytest.mark.parametrize("store", ["local"], indirect=True)
@@ -128,7 +129,7 @@ def run(services: Services, session_uuid: str, text: str, *, stop_after: int | N
             if count == stop_after:
                 reply.stop()
 
-    anyio.run(consume)
+    run_async(consume)
     return reply
 
 
@@ -165,7 +166,7 @@ def consume(reply: Reply) -> list[str]:
     async def main() -> list[str]:
         return [piece async for piece in reply.tokens()]
 
-    return anyio.run(main)
+    return run_async(main)
 
 
 # --- sending ---------------------------------------------------------------------------------
@@ -387,7 +388,7 @@ def test_a_consumer_that_abandons_the_stream_saves_it_incomplete(make_chat) -> N
         assert [await anext(tokens), await anext(tokens)] == ["one ", "two "]
         await tokens.aclose()  # the browser went away
 
-    anyio.run(abandon)
+    run_async(abandon)
     assert reply.message is not None
     assert (reply.message.content, reply.message.status) == ("one two ", MESSAGE_INCOMPLETE)
     assert assistant.closed
@@ -410,7 +411,7 @@ def test_cancelling_while_the_provider_is_slow_saves_what_arrived(make_chat) -> 
         with pytest.raises(asyncio.CancelledError):
             await waiting
 
-    anyio.run(stop_while_waiting)
+    run_async(stop_while_waiting)
     assert reply.message is not None
     assert (reply.message.content, reply.message.status) == ("Thinking ", MESSAGE_INCOMPLETE)
     assert assistant.closed
@@ -427,7 +428,7 @@ def test_a_reset_while_the_reply_streams_discards_the_reply(make_chat) -> None:
             if piece == "one ":
                 reset_to.append(services.sessions.reset(session.uuid, CTX).session)
 
-    anyio.run(reset_midway)
+    run_async(reset_midway)
     assert reply.text == "one two three"  # the stream ran on ...
     assert reply.message is None  # ... but nothing is written into the ended session
     assert stored_messages(services.engine, session.id) == []

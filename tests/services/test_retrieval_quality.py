@@ -12,7 +12,6 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import anyio
 import pytest
 from sqlmodel import Session, col, select
 
@@ -23,6 +22,7 @@ from chat_app.services.chat import MessageView, Reply
 from chat_app.services.files import FileView
 from chat_app.services.uploads import begin_upload, upload_stream
 from chat_app.storage.base import ObjectStore
+from tests.aio import run_async
 from tests.services.conftest import CTX, new_session
 from tests.unit.test_file_rules import PNG
 
@@ -63,7 +63,7 @@ def ask(services: Services, session_uuid: str, question: str) -> Reply:
         async for _ in reply.tokens():
             pass
 
-    anyio.run(drain)
+    run_async(drain)
     return reply
 
 

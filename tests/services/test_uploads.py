@@ -9,7 +9,6 @@ import unicodedata
 from collections.abc import AsyncIterator, Iterable
 from concurrent.futures import ThreadPoolExecutor
 
-import anyio
 import pytest
 from sqlmodel import Session, func, select
 
@@ -28,6 +27,7 @@ from chat_app.services.files import FileView
 from chat_app.services.session_ids import new_session_id
 from chat_app.services.uploads import begin_upload, upload_chunks, upload_stream
 from chat_app.storage.s3 import S3Store
+from tests.aio import run_async
 from tests.services.conftest import (
     CTX,
     audit_rows,
@@ -127,7 +127,7 @@ def run_upload_chunks(services: Services, session_uuid: str, name: str,
     async def main() -> FileView:
         return await upload_chunks(services.files, session_uuid, name, chunks, CTX)
 
-    return anyio.run(main)
+    return run_async(main)
 
 
 # --- the table of good and bad uploads -----------------------------------------------------------

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
 import socket
@@ -16,6 +15,7 @@ import httpx2
 import openai
 import pytest
 
+from tests.aio import run_async
 from tests.fake_openai import SLOW_MIN_DELAY_S, FakeOpenAI, tokenize
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -200,7 +200,7 @@ def test_async_client_streams_and_sees_the_cut(fake: FakeOpenAI) -> None:
                 return text, received, exc
             raise AssertionError("the cut stream ended cleanly")
 
-    text, received, exc = asyncio.run(scenario())
+    text, received, exc = run_async(scenario)
     assert text == fake.reply_text
     assert received == tokenize(fake.reply_text)[:3]
     assert type(exc) is openai.APIConnectionError

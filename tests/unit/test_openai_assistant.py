@@ -22,6 +22,7 @@ from chat_app.services.audit import RequestContext
 from chat_app.services.chat import Reply
 from chat_app.services.retrieval import Passage
 from chat_app.settings import Settings
+from tests.aio import run_async
 from tests.fake_openai import DEFAULT_REPLY, FakeOpenAI, tokenize
 
 MODEL = "test-model-7"
@@ -68,7 +69,7 @@ def collect(
             return error
         return None
 
-    return pieces, asyncio.run(run())
+    return pieces, run_async(run)
 
 
 def free_port() -> int:
@@ -242,7 +243,7 @@ def test_stopping_early_closes_the_connection(fake):
             await asyncio.sleep(0.05)
         return pieces
 
-    assert asyncio.run(stop_after_two()) == ["word ", "word "]
+    assert run_async(stop_after_two) == ["word ", "word "]
     assert not (_handler_threads() - before), "the server is still streaming to nobody"
 
 
@@ -325,7 +326,7 @@ def run_turn(services, session_id: str, text: str) -> Reply:
         async for _ in reply.tokens():
             pass
 
-    asyncio.run(consume())
+    run_async(consume)
     return reply
 
 

@@ -6,7 +6,6 @@ import html
 import re
 from collections.abc import Sequence
 
-import anyio
 import pytest
 from markdown_it import MarkdownIt
 
@@ -20,6 +19,7 @@ from chat_app.services.assistant.retrieval import (
     quote,
 )
 from chat_app.services.retrieval import Passage
+from tests.aio import run_async
 
 EVIL = "*evil*[x](javascript:alert(1))<b>"
 # Raw HTML enabled: the worst renderer the reply could meet; escaping must hold even there.
@@ -47,7 +47,7 @@ def stream(assistant: RetrievalAssistant, passages: Sequence[Passage],
         history = [HistoryTurn("user", "What does it say?")]
         return [token async for token in assistant.stream_reply(history, passages, files=files)]
 
-    return anyio.run(main)
+    return run_async(main)
 
 
 # --- what it says ----------------------------------------------------------------------------
