@@ -11,7 +11,7 @@ import anyio.to_thread
 import reflex as rx
 
 from chat_app.errors import AppError
-from chat_app.services.chat import MessageView, Reply
+from chat_app.services.chat import MessageView, Reply, clean_message
 from chat_app.state.common import error_toast, request_context, services
 from chat_app.state.session import SessionState
 
@@ -75,6 +75,11 @@ class ChatState(SessionState):
     @rx.event(background=True)
     async def send(self, form: dict):
         """Save the user's message at once, then stream the reply from a background task."""
+        try:
+            clean_message(form.get("message", ""))  # refuse empty/overlong before any work
+        except AppError as error:
+            yield error_toast(error)
+            return
         async with self:
             busy = self.streaming
             sid, ctx = self.sid, request_context(self)
