@@ -65,7 +65,7 @@ class TcpProxy:
             if self._stalled:
                 continue  # hold it open, read nothing, send nothing
             try:
-                upstream = socket.create_connection(self.target, timeout=5)
+                upstream = self._open_upstream()
             except OSError:
                 self._drop(client)
                 continue
@@ -73,6 +73,10 @@ class TcpProxy:
             self._track(upstream)
             for source, sink in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    def _open_upstream(self) -> socket.socket:
+        """The connection a newly accepted client is forwarded to."""
+        return socket.create_connection(self.target, timeout=5)
 
     def _pump(self, source: socket.socket, sink: socket.socket) -> None:
         """Copy bytes one way until either side ends, then end both."""

@@ -72,15 +72,16 @@ class ServedApp:
                 self.process.wait(10)
 
 
-def start_app(data_dir: Path, **env_overrides: str) -> ServedApp:
-    """Migrate a fresh database in `data_dir`, then serve the production build on a free port."""
+def start_app(data_dir: Path, *, port: int | None = None, **env_overrides: str) -> ServedApp:
+    """Migrate the database (a fresh one in `data_dir` by default), then build and serve the
+    production app on `port` (a free one by default)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     env = app_env(data_dir, **env_overrides)
     subprocess.run(
         [str(BIN / "reflex"), "db", "migrate"], cwd=PROJECT_ROOT, env=env, check=True,
         capture_output=True, timeout=120,
     )
-    port = free_port()
+    port = port or free_port()
     log_path = data_dir / "server.log"
     process = subprocess.Popen(
         [str(BIN / "reflex"), "run", "--env", "prod", "--single-port",
@@ -93,14 +94,15 @@ def start_app(data_dir: Path, **env_overrides: str) -> ServedApp:
     )
     served = ServedApp(f"http://localhost:{port}", process, log_path, data_dir)
     try:
-        _wait_until_up(served)
+        wait_until_up(served)
     except BaseException:
         served.stop()
         raise
     return served
 
 
-def _wait_until_up(served: ServedApp) -> None:
+def wait_until_up(served: ServedApp) -> None:
+    """Until `served` answers /ping and its page; raises with its log tail otherwise."""
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         if served.process.poll() is not None:
