@@ -128,12 +128,11 @@ class Reply:
         except AssistantError as error:
             self.error = error
             self.status = MESSAGE_INCOMPLETE if self._parts else MESSAGE_FAILED
-        except Exception as exc:
+        except Exception:
             # A defect in a backend must still end the turn in words, not a hung bubble.
             log.exception("assistant %s failed", self.chat.assistant.name)
             self.error = AssistantError("The assistant failed unexpectedly. Try again.")
             self.status = MESSAGE_INCOMPLETE if self._parts else MESSAGE_FAILED
-            del exc
         finally:
             if stream is not None:
                 await _close(stream)
@@ -163,6 +162,8 @@ def clean_message(raw: object) -> str:
     """The text to store: controls dropped, ends trimmed; 422 when empty or too long."""
     if not isinstance(raw, str):
         raise MessageRejected("A message must be text.")
+    if len(raw) > 2 * MAX_MESSAGE_CHARS:
+        raise _too_long(len(raw))  # far over the limit: not worth cleaning character by character
     text = "".join(
         ch for ch in raw
         if ch in "\n\t" or unicodedata.category(ch) not in _DROPPED_CATEGORIES
@@ -170,11 +171,15 @@ def clean_message(raw: object) -> str:
     if not text:
         raise MessageRejected("Type a message before sending.")
     if len(text) > MAX_MESSAGE_CHARS:
-        raise MessageRejected(
-            f"A message can be at most {MAX_MESSAGE_CHARS:,} characters; this one has "
-            f"{len(text):,}. Shorten it or split it into several messages."
-        )
+        raise _too_long(len(text))
     return text
+
+
+def _too_long(length: int) -> MessageRejected:
+    return MessageRejected(
+        f"A message can be at most {MAX_MESSAGE_CHARS:,} characters; this one has "
+        f"{length:,}. Shorten it or split it into several messages."
+    )
 
 
 def to_view(row: ChatMessage) -> MessageView:
