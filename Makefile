@@ -57,6 +57,7 @@ bench: test-deps
 	$(BIN)/python -m bench.sweep
 	$(BIN)/python -m bench.upload
 	$(BIN)/python -m bench.first_token
+	$(BIN)/python -m bench.api
 
 clean:
 	rm -rf .web .states data test-results

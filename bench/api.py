@@ -408,6 +408,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.runs < 1 or args.seconds <= 0 or args.concurrency < 1:
         parser.error("--runs and --concurrency must be at least 1, --seconds positive")
     add_repo_root()
+    # SIGTERM (e.g. from make or a CI timeout) unwinds like an error: servers stopped, the
+    # client process ended, PostgreSQL databases dropped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
 
     started = time.perf_counter()
     rows: list[tuple[str, ...]] = []

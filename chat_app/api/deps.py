@@ -25,7 +25,11 @@ class MissingSessionId(InvalidInput):
         super().__init__(f"Send the session id in the {SESSION_ID_HEADER} header.")
 
 
-def get_services(request: Request) -> Services:
+# The dependencies below are `async def` although they await nothing: FastAPI runs a plain `def`
+# dependency in the thread pool, a hop that cost more than the whole session look-up (bench.api).
+
+
+async def get_services(request: Request) -> Services:
     """The services of the app serving this request (built on first use)."""
     provider: Callable[[], Services] = request.app.state.services_provider
     return provider()
@@ -57,7 +61,7 @@ def request_id_of(request: Request) -> str:
     return request_id
 
 
-def get_request_context(request: Request, services: ServicesDep) -> RequestContext:
+async def get_request_context(request: Request, services: ServicesDep) -> RequestContext:
     """Who is asking, as the services and the audit log want to know it."""
     received_at: datetime = getattr(request.state, "received_at", None) or utcnow()
     return RequestContext(
@@ -72,7 +76,7 @@ def get_request_context(request: Request, services: ServicesDep) -> RequestConte
 RequestContextDep = Annotated[RequestContext, Depends(get_request_context)]
 
 
-def get_session_id(
+async def get_session_id(
     x_session_id: Annotated[
         str | None,
         Header(

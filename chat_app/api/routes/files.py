@@ -11,7 +11,6 @@ from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Request, Response, UploadFile
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import RedirectResponse
 from fastapi.routing import APIRoute
 from starlette.datastructures import UploadFile as StarletteUploadFile
@@ -74,7 +73,7 @@ class UploadLimitedRoute(APIRoute):
             return handle  # FastAPI never reads a body it does not expect
 
         async def handler(request: Request) -> Response:
-            services = await run_in_threadpool(get_services, request)
+            services = await get_services(request)
             max_bytes = services.files.limits.max_bytes
             limit = max_bytes + MULTIPART_OVERHEAD
             declared = request.headers.get("content-length", "")
