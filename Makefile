@@ -58,6 +58,7 @@ bench: test-deps
 	$(BIN)/python -m bench.upload
 	$(BIN)/python -m bench.first_token
 	$(BIN)/python -m bench.api
+	$(BIN)/python -m bench.soak
 
 clean:
 	rm -rf .web .states data test-results
