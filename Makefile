@@ -54,10 +54,11 @@ lint: test-deps
 ## Benchmarks (bench/README.md): each appends its Markdown table to bench/RESULTS.md.
 bench: test-deps
 	@printf '# Benchmark results\n\nWritten by `make bench` (started %s). Each section compares our code with a baseline measured in the same run; see bench/README.md.\n' "$$(date -u '+%Y-%m-%d %H:%M:%S UTC')" > bench/RESULTS.md
-	$(BIN)/python -m bench.sweep
+	$(BIN)/python -m bench.sweep --objects 30000
 	$(BIN)/python -m bench.upload
 	$(BIN)/python -m bench.first_token
 	$(BIN)/python -m bench.api
+	$(BIN)/python -m bench.events
 	$(BIN)/python -m bench.soak
 
 clean:

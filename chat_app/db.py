@@ -52,6 +52,9 @@ def _configure_sqlite(dbapi_connection, _record) -> None:
     # WAL lets readers run beside the single writer; foreign keys are off by default in SQLite.
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
+    # In WAL mode NORMAL stays consistent after a crash and skips an fsync per commit (0.3-4 ms
+    # each here, bench.events); only the last commits can be lost on power failure.
+    cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_S * 1000}")
     cursor.close()
