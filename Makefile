@@ -59,6 +59,8 @@ bench: test-deps
 	$(BIN)/python -m bench.first_token
 	$(BIN)/python -m bench.api
 	$(BIN)/python -m bench.events
+	$(BIN)/python -m bench.memory
+	$(BIN)/python -m bench.page
 	$(BIN)/python -m bench.soak
 
 clean:

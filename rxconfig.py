@@ -14,6 +14,8 @@ config = rx.Config(
     redis_url=settings.redis_url,
     telemetry_enabled=False,
     show_built_with_reflex=False,
+    # Brotli first: browsers that accept it get ~18 % fewer bytes than gzip (bench/page.py).
+    frontend_compression_formats=["brotli", "gzip"],
     trusted_proxy_hops=settings.trusted_proxy_hops,
     plugins=[
         rx.plugins.SitemapPlugin(),
