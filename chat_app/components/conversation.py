@@ -64,6 +64,15 @@ def _message(message: rx.Var) -> rx.Component:
     )
 
 
+def _pending_message() -> rx.Component:
+    return _bubble(
+        rx.hstack(rx.text("You", size="1", weight="bold"), spacing="2", align="center"),
+        safe_markdown(ChatState.pending_text),
+        role="user",
+        data_status="complete",
+    )
+
+
 def _streaming_reply() -> rx.Component:
     return _bubble(
         rx.hstack(
@@ -107,7 +116,13 @@ def message_list() -> rx.Component:
             (ChatState.messages.length() > 0) | ChatState.show_reply,
             rx.fragment(
                 rx.foreach(ChatState.messages, _message),
-                rx.cond(ChatState.show_reply, _streaming_reply()),
+                rx.cond(
+                    ChatState.show_reply,
+                    rx.fragment(
+                        rx.cond(ChatState.pending_text != "", _pending_message()),
+                        _streaming_reply(),
+                    ),
+                ),
             ),
             _empty_state(),
         ),

@@ -20,7 +20,9 @@ EXTRACTABLE_EXTENSIONS = frozenset({"txt", "md", "csv", "json", "pdf"})
 #: A passage is about a paragraph: long enough to answer, short enough to quote.
 PASSAGE_CHARS = 700
 #: Text beyond this is not indexed: it bounds the index (and its memory) per file.
-MAX_TEXT_CHARS = 2_000_000
+MAX_TEXT_CHARS = 1_000_000
+#: Bytes of a text file read for extraction: MAX_TEXT_CHARS of UTF-8 at up to 4 bytes each.
+MAX_TEXT_BYTES = MAX_TEXT_CHARS * 4
 MAX_PDF_PAGES = 2_000
 
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n")
@@ -49,11 +51,18 @@ def extract_chunks(extension: str, source: BinaryIO) -> list[TextChunk]:
     if extension == "pdf":
         pages = _pdf_pages(source)
     else:
-        text = source.read(MAX_TEXT_CHARS * 4).decode("utf-8-sig", errors="replace")
+        text = source.read(MAX_TEXT_BYTES).decode("utf-8-sig", errors="replace")
         # Windows and old Mac line ends: a paragraph break is "\r\n\r\n" there.
         text = text.replace("\r\n", "\n").replace("\r", "\n")
         pages = [(None, _TEXT_READERS.get(extension, _plain)(text))]
     return _number(pages)
+
+
+def read_limit(extension: str) -> int | None:
+    """How many bytes of a stored file extraction needs: all of a PDF, the head of a text."""
+    if extension not in EXTRACTABLE_EXTENSIONS:
+        return 0
+    return None if extension == "pdf" else MAX_TEXT_BYTES
 
 
 def _number(pages: Iterable[tuple[int | None, Iterable[str]]]) -> list[TextChunk]:

@@ -34,6 +34,7 @@ from chat_app.services.extraction import (
     ExtractionFailed,
     TextChunk,
     extract_chunks,
+    read_limit,
 )
 from chat_app.services.file_rules import (
     SNIFF_BYTES,
@@ -145,10 +146,18 @@ class Upload:
         if self._name.extension not in EXTRACTABLE_EXTENSIONS:
             return None
         # Read back rather than kept while streaming: upload memory stays bounded by the writer.
+        limit = read_limit(self._name.extension)
         with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as copy:
             try:
-                for piece in self._files.store.open(self._key):
+                pieces = self._files.store.open(self._key)
+                for piece in pieces:
                     copy.write(piece)
+                    if limit is not None and copy.tell() >= limit:
+                        # A long text is indexed from its head; the rest need not be read back.
+                        close = getattr(pieces, "close", None)
+                        if close is not None:
+                            close()
+                        break
                 copy.seek(0)
                 return extract_chunks(self._name.extension, copy)
             except (ExtractionFailed, StorageError) as exc:

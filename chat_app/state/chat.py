@@ -46,8 +46,12 @@ class ChatState(SessionState):
     stop_requested: bool = False
     #: The reply being streamed (the only var each flush re-sends).
     reply_text: str = ""
-    #: The user's message of the turn in flight, shown until the history is re-read.
+    #: The session the streaming reply belongs to.
     streaming_sid: str = ""
+    #: The user's message of the turn in flight, shown above the reply until the history is
+    #: re-read at its end: re-sending (and re-rendering) the whole history before the first
+    #: piece would put that cost in front of it, growing with the conversation (bench.first_token).
+    pending_text: str = ""
 
     @rx.var
     def messages(self) -> list[dict[str, str]]:
@@ -102,7 +106,7 @@ class ChatState(SessionState):
             yield error_toast(error)
             return
         async with self:
-            self.chat_tick += 1
+            self.pending_text = turn.message.content
         yield rx.set_value(COMPOSER_ID, "")
         reply = svc.chat.reply(turn)
         try:
@@ -111,6 +115,7 @@ class ChatState(SessionState):
         finally:
             async with self:
                 self.streaming, self.stop_requested, self.reply_text = False, False, ""
+                self.pending_text = ""
                 self.chat_tick += 1
 
     @rx.event
