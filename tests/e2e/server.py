@@ -82,15 +82,17 @@ def start_app(data_dir: Path, *, port: int | None = None, **env_overrides: str) 
         capture_output=True, timeout=120,
     )
     port = port or free_port()
+    command = [str(BIN / "reflex"), "run", "--env", "prod", "--single-port",
+               "--frontend-port", str(port), "--backend-port", str(port)]
+    return serve(command, data_dir, port, env)
+
+
+def serve(command: list[str], data_dir: Path, port: int, env: dict[str, str]) -> ServedApp:
+    """Run `command` (a server on `port`) in its own process group; return once it answers."""
     log_path = data_dir / "server.log"
     process = subprocess.Popen(
-        [str(BIN / "reflex"), "run", "--env", "prod", "--single-port",
-         "--frontend-port", str(port), "--backend-port", str(port)],
-        cwd=PROJECT_ROOT,
-        env=env,
-        stdout=log_path.open("w"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
+        command, cwd=PROJECT_ROOT, env=env, stdout=log_path.open("w"),
+        stderr=subprocess.STDOUT, start_new_session=True,
     )
     served = ServedApp(f"http://localhost:{port}", process, log_path, data_dir)
     try:

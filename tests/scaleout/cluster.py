@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
 
-from tests.e2e.server import PROJECT_ROOT, ServedApp, app_env, free_port, start_app, wait_until_up
+from tests.e2e.server import ServedApp, app_env, free_port, serve, start_app
 from tests.scaleout.balancer import RoundRobinBalancer
 from tests.seaweed import ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY, SeaweedServer
 
@@ -99,20 +98,8 @@ def start_cluster(folder: Path, database_url: str, seaweed: SeaweedServer, bucke
 def start_backend(data_dir: Path, port: int, **env_overrides: str) -> ServedApp:
     """Serve the existing build's backend and compiled frontend on `port` (no build)."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    log_path = data_dir / "server.log"
-    env = app_env(data_dir, **env_overrides)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tests.scaleout.serve_backend", str(port)],
-        cwd=PROJECT_ROOT, env=env, stdout=log_path.open("w"), stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    served = ServedApp(f"http://localhost:{port}", process, log_path, data_dir)
-    try:
-        wait_until_up(served)
-    except BaseException:
-        served.stop()
-        raise
-    return served
+    command = [sys.executable, "-m", "tests.scaleout.serve_backend", str(port)]
+    return serve(command, data_dir, port, app_env(data_dir, **env_overrides))
 
 
 def kill(worker: ServedApp) -> None:
