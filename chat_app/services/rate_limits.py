@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+import anyio.to_thread
 from limits import RateLimitItem, parse_many, storage
 from limits.strategies import FixedWindowRateLimiter
 from redis.exceptions import RedisError
@@ -41,6 +42,8 @@ class RateLimiter:
             options = {"socket_connect_timeout": 2.0, "socket_timeout": 2.0}
         self._storage = storage.storage_from_string(storage_uri or "memory://", **options)
         self._strategy = FixedWindowRateLimiter(self._storage)
+        # In-process counters do no I/O: async callers count them inline, not on a thread.
+        self._in_process = isinstance(self._storage, storage.MemoryStorage)
 
     def hit(self, name: str, key: str) -> Quota:
         """Count one request of `name` by `key`; raise RateLimited when over any limit."""
@@ -56,6 +59,21 @@ class RateLimiter:
             for item in self._items[name]:
                 if not self._strategy.test(item, KEY_PREFIX, name, key):
                     raise self._exceeded(name, item, key)
+
+    async def hit_async(self, name: str, key: str) -> Quota:
+        """`hit` for the event loop: inline for in-process counters, on a thread for Redis."""
+        # One code path for both: limits' asyncio storages would keep separate in-memory
+        # counters from the sync ones the CLI and sync callers use.
+        if self._in_process:
+            return self.hit(name, key)
+        return await anyio.to_thread.run_sync(self.hit, name, key)
+
+    async def check_async(self, name: str, key: str) -> None:
+        """`check` for the event loop (see `hit_async`)."""
+        if self._in_process:
+            self.check(name, key)
+        else:
+            await anyio.to_thread.run_sync(self.check, name, key)
 
     def quota(self, name: str, key: str) -> Quota:
         """What is left of the tightest limit of `name` for `key`."""

@@ -95,7 +95,7 @@ class ChatState(SessionState):
             return
         svc = services()
         try:
-            await anyio.to_thread.run_sync(svc.limiter.hit, "messages", svc.audit.session_ref(sid))
+            await svc.limiter.hit_async("messages", svc.audit.session_ref(sid))
             turn = await anyio.to_thread.run_sync(
                 svc.chat.begin_turn, sid, form.get("message", ""), ctx
             )

@@ -33,7 +33,7 @@ class AdminUnauthorized(AppError):
         super().__init__("Send the admin token as `Authorization: Bearer <token>`.")
 
 
-def require_admin(
+async def require_admin(
     services: ServicesDep,
     ctx: RequestContextDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
@@ -43,10 +43,10 @@ def require_admin(
     if not expected:
         # The framework's own 404: the same body as any path that does not exist.
         raise StarletteHTTPException(status_code=404)
-    check_failed_attempts(services, ctx)  # an IP guessing tokens is locked out (429)
+    await check_failed_attempts(services, ctx)  # an IP guessing tokens is locked out (429)
     given = credentials.credentials if credentials is not None else ""
     if not hmac.compare_digest(given.encode(), expected.encode()):
-        count_failed_attempt(services, ctx)
+        await count_failed_attempt(services, ctx)
         raise AdminUnauthorized()
 
 
