@@ -56,12 +56,12 @@ class ChatState(SessionState):
     @rx.var
     def messages(self) -> list[dict[str, str]]:
         """The saved messages of this browser's session."""
-        _ = self.chat_tick
-        session = services().sessions.peek(self.sid) if self.sid else None
-        if session is None or session.status != "active":
+        _ = self.sid, self.refresh_tick, self.chat_tick
+        session_id = self.shown_active_id()
+        if session_id is None:
             return []
         try:
-            return [message_row(m) for m in services().chat.messages_of(session.id)]
+            return [message_row(m) for m in services().chat.messages_of(session_id)]
         except AppError:
             return []
 
@@ -80,7 +80,7 @@ class ChatState(SessionState):
     async def send(self, form: dict):
         """Save the user's message at once, then stream the reply from a background task."""
         try:
-            clean_message(form.get("message", ""))  # refuse empty/overlong before any work
+            text = clean_message(form.get("message", ""))  # refuse empty/overlong before any work
         except AppError as error:
             yield error_toast(error)
             return
@@ -89,7 +89,9 @@ class ChatState(SessionState):
             sid, ctx = self.sid, request_context(self)
             if not busy:
                 self.streaming, self.stop_requested, self.reply_text = True, False, ""
-                self.streaming_sid = sid
+                # Shown at once, before it is saved: one state write less before the first
+                # piece of the reply (bench.events (b)); a refusal below takes it back.
+                self.streaming_sid, self.pending_text = sid, text
         if busy:
             yield rx.toast.warning("Wait for the reply to finish, or press Stop.")
             return
@@ -101,13 +103,11 @@ class ChatState(SessionState):
             )
         except AppError as error:
             async with self:
-                self.streaming = False
+                self.streaming, self.pending_text = False, ""
             # The composer keeps the text: nothing the user typed is lost to a refusal.
             yield error_toast(error)
             return
-        async with self:
-            self.pending_text = turn.message.content
-        yield rx.set_value(COMPOSER_ID, "")
+        yield rx.set_value(COMPOSER_ID, "")  # saved: only now is the typed text safe to clear
         reply = svc.chat.reply(turn)
         try:
             async for toast in self._stream(reply, sid):

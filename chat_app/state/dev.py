@@ -60,7 +60,7 @@ class DevState(rx.State):
             return [SessionState.load_session, DevState.refresh_audit]
         except AppError as error:
             return error_toast(error)
-        session.refresh_tick += 1
+        session._show(view)
         return [
             rx.toast.success("Session is valid and active.",
                              description=f"Expires {format_day(view.expires_at)}."),
@@ -77,8 +77,7 @@ class DevState(rx.State):
             result = services().sessions.reset(session.sid, ctx)
         except AppError as error:
             return error_toast(error)
-        session.sid = result.session.uuid
-        session.refresh_tick += 1
+        session._show(result.session)
         return [rx.toast.success("New session started (dev reset)."), DevState.refresh_audit]
 
     @rx.event

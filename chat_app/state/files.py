@@ -34,13 +34,13 @@ class FilesState(SessionState):
     @rx.var
     def files(self) -> list[dict[str, str]]:
         """The stored files of this browser's session."""
-        _ = self.files_tick
-        # Display only: a read-only look-up; the page-load flow does the validating and auditing.
-        session = services().sessions.peek(self.sid) if self.sid else None
-        if session is None or session.status != "active":
+        _ = self.sid, self.refresh_tick, self.files_tick
+        # Display only: the page-load flow does the validating and auditing.
+        session_id = self.shown_active_id()
+        if session_id is None:
             return []
         try:
-            views = services().files.list_stored(session.id)
+            views = services().files.list_stored(session_id)
         except AppError:
             return []
         return [
