@@ -8,6 +8,7 @@ import logging
 import reflex as rx
 
 from chat_app.api import create_api
+from chat_app.api.middleware import SecurityHeadersMiddleware
 from chat_app.components.conversation import conversation
 from chat_app.components.dev_panel import dev_panel
 from chat_app.components.files_panel import files_panel
@@ -71,7 +72,8 @@ FAVICON = (
 )
 
 app = rx.App(
-    api_transformer=create_api(get_services),
+    # The API in front of Reflex's routes, then the security headers around everything.
+    api_transformer=[create_api(get_services), SecurityHeadersMiddleware],
     head_components=[rx.el.link(rel="icon", href=FAVICON)],
 )
 app.add_page(index, route="/", title="chat_app", on_load=on_load)

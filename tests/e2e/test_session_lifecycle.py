@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 
+import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
@@ -127,3 +128,42 @@ def test_color_mode_toggle_switches_theme(page: Page, served_app) -> None:
     before = html.get_attribute("class") or ""
     page.get_by_role("button", name="Toggle light and dark mode").click()
     expect(html).not_to_have_class(before, timeout=UI_TIMEOUT_MS)
+
+
+EXPECTED_SECURITY_HEADERS = {
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "no-referrer",
+    "x-frame-options": "DENY",
+}
+
+
+def _assert_security_headers(url: str, headers: dict[str, str]) -> None:
+    for name, value in EXPECTED_SECURITY_HEADERS.items():
+        assert headers.get(name) == value, f"{url}: {name} is {headers.get(name)!r}"
+    assert "frame-ancestors 'none'" in headers.get("content-security-policy", ""), url
+
+
+def test_every_response_carries_the_security_headers(page: Page, served_app) -> None:
+    # Every HTTP response the page itself loads: the document, scripts, styles, icons.
+    seen: list[tuple[str, dict[str, str]]] = []
+    page.on("response", lambda response: seen.append((response.url, response.all_headers())))
+    open_app(page, served_app.url)
+    same_origin = [(url, headers) for url, headers in seen if url.startswith(served_app.url)]
+    assert len(same_origin) >= 5, same_origin  # the document and its assets at least
+    for url, headers in same_origin:
+        _assert_security_headers(url, headers)
+
+    # The API: a created session, a refusal (problem+json) and an unknown path.
+    api = f"{served_app.url}/api/v1"
+    with httpx.Client(timeout=10) as client:
+        created = client.post(f"{api}/session")
+        missing_header = client.get(f"{api}/session")
+        unknown_path = client.get(f"{served_app.url}/api/v1/no-such-thing")
+    assert (created.status_code, missing_header.status_code, unknown_path.status_code) == (
+        201, 400, 404
+    )
+    for response in (created, missing_header, unknown_path):
+        _assert_security_headers(str(response.url), dict(response.headers))
+    # Session responses must never be stored by a cache on the way.
+    assert created.headers["cache-control"] == "no-store"
+    assert missing_header.headers["cache-control"] == "no-store"
