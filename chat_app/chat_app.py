@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 
 import reflex as rx
@@ -15,13 +16,15 @@ from chat_app.components.files_panel import files_panel
 from chat_app.components.header import header
 from chat_app.components.reset_dialog import reset_dialog
 from chat_app.container import get_services
-from chat_app.services.audit import RequestContext
+from chat_app.log_format import configure_logging
+from chat_app.services.audit import RequestContext, keyed_ref
 from chat_app.settings import get_settings_or_exit
 from chat_app.state.dev import DevState
 from chat_app.state.session import SessionState
 
 log = logging.getLogger("chat_app.sweep")
 settings = get_settings_or_exit()
+configure_logging(functools.partial(keyed_ref, settings.secret_key))
 MAX_UPLOAD_BYTES = int(settings.max_upload_mb * 2**20)
 
 

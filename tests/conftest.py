@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -13,7 +14,10 @@ import sqlalchemy as sa
 from chat_app import migrations
 from chat_app.container import Services, build_services
 from chat_app.db import get_engine
+from chat_app.services import sessions as sessions_module
+from chat_app.services.audit import AuditWriter
 from chat_app.settings import Settings
+from tests.leaks import WATCH, LeakWatch, RecordingHandler
 
 PG_ADMIN_URL = os.environ.get(
     "TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -135,3 +139,39 @@ def fake(fake_openai_server: FakeOpenAI) -> FakeOpenAI:
     """The fake provider with its defaults restored and its request log empty."""
     fake_openai_server.reset()
     return fake_openai_server
+
+
+# --- SPEC 11.7 over the whole run: tests/leaks.py -------------------------------------------------
+
+
+@pytest.fixture(scope="session", autouse=True)
+def leak_watch() -> Iterator[LeakWatch]:
+    """Records every issued id, audit row and log record; fails the run if an id leaked."""
+    issue_id = sessions_module.new_session_id
+    write_row = AuditWriter.record
+
+    def issue_and_note() -> str:
+        value = issue_id()
+        WATCH.issued.add(value.lower())
+        return value
+
+    def record_and_note(self: AuditWriter, *args, **kwargs):
+        row = write_row(self, *args, **kwargs)
+        WATCH.note_audit_row(row)
+        return row
+
+    handler = RecordingHandler(WATCH)
+    app_logger = logging.getLogger("chat_app")
+    level = app_logger.level
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sessions_module, "new_session_id", issue_and_note)
+        patch.setattr(AuditWriter, "record", record_and_note)
+        app_logger.setLevel(logging.INFO)  # our INFO lines too, not only warnings
+        logging.getLogger().addHandler(handler)
+        try:
+            yield WATCH
+        finally:
+            logging.getLogger().removeHandler(handler)
+            app_logger.setLevel(level)
+    leaks = WATCH.leaks()
+    assert not leaks, "raw session ids leaked (SPEC 11.7):\n" + "\n".join(leaks[:20])

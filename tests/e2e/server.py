@@ -13,6 +13,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.leaks import WATCH
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 START_TIMEOUT_S = 900  # the first production build runs `npm install` (~2 min on 2 cores)
@@ -70,6 +72,8 @@ class ServedApp:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait(10)
+        # SPEC 11.7: none of this server's session ids in its log or its audit rows.
+        WATCH.scan_served_app(self.data_dir, self.log_path)
 
 
 def start_app(data_dir: Path, *, port: int | None = None, **env_overrides: str) -> ServedApp:
