@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -27,7 +26,24 @@ MAX_PDF_PAGES = 2_000
 
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n")
 _SENTENCE_END = re.compile(r"(?<=[.!?;:])\s+")
-_SPACES = re.compile(r"[ \t\f\v\xa0]+")
+# Only runs of two or more: matching every single space (once per word) made this pass several
+# times slower on long texts, and a lone " " is already what a run becomes.
+_SPACE_RUNS = re.compile(" {2,}")
+# Every character of Unicode 14 (Python 3.11's unicodedata) in the categories Cc, Cf, Co and Cs,
+# except "\t" and "\n": controls, invisible format marks, private use and lone surrogates. One
+# regex pass instead of unicodedata.category() per character (~0.5 us each, 2 s for 4 MB of
+# text); tests/unit/test_extraction.py checks it against unicodedata for every code point.
+_INVISIBLE = re.compile(
+    "["
+    "\x00-\x08\x0b-\x1f\x7f-\x9f\xad\u0600-\u0605\u061c\u06dd\u070f\u0890-\u0891\u08e2"
+    "\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ud800-\uf8ff\ufeff"
+    "\ufff9-\ufffb\U000110bd\U000110cd\U00013430-\U00013438\U0001bca0-\U0001bca3"
+    "\U0001d173-\U0001d17a\U000e0001\U000e0020-\U000e007f\U000f0000-\U000ffffd"
+    "\U00100000-\U0010fffd"
+    "]+"
+)
+#: The ASCII part of _INVISIBLE, for str.translate: about ten times faster than the regex.
+_ASCII_INVISIBLE = dict.fromkeys([*range(0x00, 0x09), *range(0x0B, 0x20), 0x7F])
 
 
 @dataclass(frozen=True)
@@ -77,24 +93,26 @@ def _number(pages: Iterable[tuple[int | None, Iterable[str]]]) -> list[TextChunk
     return chunks
 
 
-def _plain(text: str) -> list[str]:
-    return list(pack(_clean(paragraph) for paragraph in _PARAGRAPH_BREAK.split(text)))
+def _plain(text: str) -> Iterator[str]:
+    # Lazy: _number stops pulling at MAX_TEXT_CHARS, so the paragraphs past it are never cleaned.
+    return pack(_clean(paragraph) for paragraph in _PARAGRAPH_BREAK.split(text))
 
 
-def _csv(text: str) -> list[str]:
+def _csv(text: str) -> Iterable[str]:
     # Each passage repeats the header row, so a quoted row still says what its columns are.
     lines = [line for line in _clean(text).split("\n") if line.strip()]
     if len(lines) < 2 or len(lines[0]) > PASSAGE_CHARS // 2:
         # A header that long would crowd out the rows (or leave no room at all): pack plainly.
-        return list(pack(lines))
+        return pack(lines)
     header, rows = lines[0], lines[1:]
-    return [f"{header}\n{block}" for block in pack(rows, limit=PASSAGE_CHARS - len(header) - 1)]
+    return (f"{header}\n{block}" for block in pack(rows, limit=PASSAGE_CHARS - len(header) - 1))
 
 
-def _json(text: str) -> list[str]:
+def _json(text: str) -> Iterable[str]:
     try:
         document = json.loads(text)
-        # One line per leaf ("path: value") reads better than braces and ranks on the key names.
+        # One line per leaf ("path: value") reads better than braces and ranks on the key names;
+        # list(): a RecursionError from walking a deep document must be raised inside this try.
         return list(pack(_json_lines(document, "")))
     except (ValueError, RecursionError):
         # Not JSON, or nested deeper than Python recurses: still text worth quoting.
@@ -117,7 +135,7 @@ def _json_lines(value: object, path: str) -> Iterator[str]:
 _TEXT_READERS = {"csv": _csv, "json": _json}
 
 
-def _pdf_pages(source: BinaryIO) -> list[tuple[int | None, list[str]]]:
+def _pdf_pages(source: BinaryIO) -> list[tuple[int | None, Iterable[str]]]:
     from pypdf import PdfReader  # imported on first PDF: it is not needed to serve a page
 
     try:
@@ -140,11 +158,11 @@ def _pdf_pages(source: BinaryIO) -> list[tuple[int | None, list[str]]]:
 
 def _clean(text: str) -> str:
     """Drop control characters (keep newlines), collapse runs of spaces."""
-    text = "".join(
-        ch for ch in text
-        if ch in "\n\t" or unicodedata.category(ch) not in {"Cc", "Cf", "Co", "Cs"}
-    )
-    return "\n".join(_SPACES.sub(" ", line).strip() for line in text.split("\n")).strip()
+    # "\f" and "\v" are controls, gone already; tabs and no-break spaces count as spaces.
+    text = text.translate(_ASCII_INVISIBLE) if text.isascii() else _INVISIBLE.sub("", text)
+    text = text.replace("\t", " ").replace("\xa0", " ")
+    text = _SPACE_RUNS.sub(" ", text)
+    return "\n".join(line.strip() for line in text.split("\n")).strip()
 
 
 def pack(pieces: Iterable[str], limit: int = PASSAGE_CHARS) -> Iterator[str]:
@@ -170,7 +188,7 @@ def _split_long(text: str, limit: int) -> Iterator[str]:
         yield text
         return
     current = ""
-    for sentence in _SENTENCE_END.split(text):
+    for sentence in _sentences(text):
         while len(sentence) > limit:  # one endless "sentence": cut at a space
             cut = sentence.rfind(" ", 0, limit)
             cut = cut if cut > limit // 2 else limit
@@ -182,3 +200,13 @@ def _split_long(text: str, limit: int) -> Iterator[str]:
         current = f"{current} {sentence}" if current else sentence
     if current:
         yield current
+
+
+def _sentences(text: str) -> Iterator[str]:
+    """`_SENTENCE_END.split(text)`, lazily: a paragraph of megabytes is split only as far as the
+    passages taken from it reach (MAX_TEXT_CHARS)."""
+    start = 0
+    for gap in _SENTENCE_END.finditer(text):
+        yield text[start:gap.start()]
+        start = gap.end()
+    yield text[start:]

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import io
 import json
+import re
+import sys
+import unicodedata
 from pathlib import Path
 
 import pytest
@@ -106,6 +109,42 @@ def test_control_and_invisible_characters_are_dropped() -> None:
     assert texts(extract("txt", raw)) == ["Tea time at four[31m o'clock. Kettle on."]
 
 
+def reference_clean(text: str) -> str:
+    """What cleaning means, one character at a time (the fast version must agree exactly)."""
+    text = "".join(
+        ch for ch in text
+        if ch in "\n\t" or unicodedata.category(ch) not in {"Cc", "Cf", "Co", "Cs"}
+    )
+    spaces = re.compile(r"[ \t\f\v\xa0]+")
+    return "\n".join(spaces.sub(" ", line).strip() for line in text.split("\n")).strip()
+
+
+def every_code_point(start: int, stop: int) -> str:
+    """Each code point in [start, stop) once, a word character between them so that nothing
+    is stripped for being at the end of a line."""
+    return "x".join(chr(code) for code in range(start, stop))
+
+
+@pytest.mark.parametrize(
+    ("start", "stop"), [(0, 0x80), (0, 0x10000), (0x10000, sys.maxunicode + 1)],
+    ids=["ascii", "bmp", "astral"],
+)
+def test_cleaning_agrees_with_unicodedata_for_every_code_point(start: int, stop: int) -> None:
+    # Pure ASCII takes str.translate, the rest the regex: both are held to the definition. If
+    # this fails after a Python upgrade, regenerate _INVISIBLE from the new unicodedata.
+    text = every_code_point(start, stop)
+    assert extraction._clean(text) == reference_clean(text)
+
+
+@pytest.mark.parametrize("text", [
+    "a \t b\xa0\xa0c  \t  d", " \tlead and trail\t ", "tab\there\n\n  next  line  ",
+    "\u3000ideographic\u2028space\u2029", "caf\u00e9 \x00\x85 \u200b cr\u00e8me",
+    "\x0b\x0cvertical and form feed\x0c", "\ud800lone surrogate\udfff \ue000private",
+])
+def test_cleaning_collapses_blanks_like_the_definition(text: str) -> None:
+    assert extraction._clean(text) == reference_clean(text)
+
+
 def test_a_utf8_byte_order_mark_is_not_text() -> None:
     assert texts(extract("txt", b"\xef\xbb\xbfHello there.")) == ["Hello there."]
 
@@ -123,6 +162,21 @@ def test_text_beyond_max_text_chars_is_not_indexed(monkeypatch: pytest.MonkeyPat
     assert sum(len(text) for text in texts(chunks)) == 2_000
     assert chunks[0].text.startswith(paragraphs[0])
     assert paragraphs[-1] not in "\n".join(texts(chunks))
+
+
+def test_one_huge_paragraph_is_cut_at_max_text_chars_like_many_small_ones(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Passages are made lazily and stop at the budget: what is indexed must be the same as if
+    # the whole text had been packed first.
+    monkeypatch.setattr(extraction, "MAX_TEXT_CHARS", 5_000)
+    text = " ".join(sentence(n) for n in range(1_000))  # ~60,000 characters, no paragraph break
+    chunks = extract("txt", text)
+    assert_numbered(chunks)
+    whole = list(pack([text]))
+    assert texts(chunks)[:-1] == whole[:len(chunks) - 1]
+    assert whole[len(chunks) - 1].startswith(chunks[-1].text)
+    assert sum(len(chunk.text) for chunk in chunks) == 5_000
 
 
 # --- csv: the header travels with every passage ------------------------------------------------
