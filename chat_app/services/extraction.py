@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -23,6 +24,9 @@ MAX_TEXT_CHARS = 1_000_000
 #: Bytes of a text file read for extraction: MAX_TEXT_CHARS of UTF-8 at up to 4 bytes each.
 MAX_TEXT_BYTES = MAX_TEXT_CHARS * 4
 MAX_PDF_PAGES = 2_000
+#: An upload's copy for extraction stays in memory up to this size (a text's head always does),
+#: then spools to a temporary file (a long PDF).
+SPOOL_BYTES = 8 * 2**20
 
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n")
 _SENTENCE_END = re.compile(r"(?<=[.!?;:])\s+")
@@ -75,10 +79,48 @@ def extract_chunks(extension: str, source: BinaryIO) -> list[TextChunk]:
 
 
 def read_limit(extension: str) -> int | None:
-    """How many bytes of a stored file extraction needs: all of a PDF, the head of a text."""
+    """How many bytes of a file extraction needs: all of a PDF, the head of a text."""
     if extension not in EXTRACTABLE_EXTENSIONS:
         return 0
     return None if extension == "pdf" else MAX_TEXT_BYTES
+
+
+class ExtractionCopy:
+    """What extraction will read of an upload, kept as the bytes stream past: a text's head, or
+    a whole PDF (pypdf needs all of it; the upload size limit bounds it). Reading the file back
+    from the store after its commit cost a GET and a second pass over the bytes."""
+
+    def __init__(self, extension: str, limit: int | None) -> None:
+        self._extension = extension
+        self._limit = limit
+        # Not a `with` block: the copy lives across the upload's feed() calls, closed by close().
+        self._file = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115
+
+    def keep(self, data: bytes) -> None:
+        """Copy what extraction still needs of the next bytes."""
+        room = len(data) if self._limit is None else self._limit - self.size
+        if room > 0:
+            self._file.write(data[:room])
+
+    @property
+    def size(self) -> int:
+        """Bytes kept so far."""
+        return self._file.tell()
+
+    def chunks(self) -> list[TextChunk]:
+        """The passages of everything kept (ExtractionFailed for an unreadable PDF)."""
+        self._file.seek(0)
+        return extract_chunks(self._extension, self._file)
+
+    def close(self) -> None:
+        """Free the memory or the temporary file; safe to call more than once."""
+        self._file.close()
+
+
+def copy_for(extension: str) -> ExtractionCopy | None:
+    """An empty copy for an upload of this type; None when the type has no text to index."""
+    limit = read_limit(extension)
+    return None if limit == 0 else ExtractionCopy(extension, limit)
 
 
 def _number(pages: Iterable[tuple[int | None, Iterable[str]]]) -> list[TextChunk]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import tempfile
 import uuid
 from collections.abc import AsyncIterator
 from typing import BinaryIO
@@ -29,13 +28,7 @@ from chat_app.models import (
     utcnow,
 )
 from chat_app.services.audit import RequestContext
-from chat_app.services.extraction import (
-    EXTRACTABLE_EXTENSIONS,
-    ExtractionFailed,
-    TextChunk,
-    extract_chunks,
-    read_limit,
-)
+from chat_app.services.extraction import ExtractionCopy, ExtractionFailed, TextChunk, copy_for
 from chat_app.services.file_rules import (
     SNIFF_BYTES,
     CleanName,
@@ -47,11 +40,9 @@ from chat_app.services.file_rules import (
 )
 from chat_app.services.files import FileService, FileView, object_key, to_view
 from chat_app.services.sessions import SessionView
-from chat_app.storage.base import CHUNK_SIZE, ObjectWriter, StorageError
+from chat_app.storage.base import CHUNK_SIZE, ObjectWriter
 
 log = logging.getLogger(__name__)
-#: Read-back of a stored file for extraction stays in memory up to this size, then spools.
-SPOOL_BYTES = 8 * 2**20
 
 
 class Upload:
@@ -72,6 +63,7 @@ class Upload:
         self._row_id: str | None = None
         self._key = ""
         self._writer: ObjectWriter | None = None
+        self._copy: ExtractionCopy | None = copy_for(name.extension)
         #: Passages indexed for the assistant; None for files without text (images).
         self.passages: int | None = None
 
@@ -86,6 +78,8 @@ class Upload:
         if self._size > self._files.limits.max_bytes:
             raise self._reject(FileTooLarge(_too_large_message(self._files.limits.max_bytes)))
         self._sha256.update(data)
+        if self._copy is not None:
+            self._copy.keep(data)
         if self._writer is None:
             self._head += data
             if len(self._head) >= SNIFF_BYTES:
@@ -140,38 +134,33 @@ class Upload:
 
     def abandon(self) -> None:
         """Give up (client gone, another error): remove the object and fail the row."""
+        self._drop_copy()
         if self._row_id is not None:
             self._fail("abandoned")
 
     # --- steps -------------------------------------------------------------------------------
 
     def _extract(self) -> list[TextChunk] | None:
-        """The file's passages, read back from the store; None when it has no text to index."""
-        if self._name.extension not in EXTRACTABLE_EXTENSIONS:
+        """The file's passages, from the copy kept while streaming; None when it has no text."""
+        if self._copy is None:
             return None
-        # Read back rather than kept while streaming: upload memory stays bounded by the writer.
-        limit = read_limit(self._name.extension)
-        with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as copy:
-            try:
-                pieces = self._files.store.open(self._key)
-                for piece in pieces:
-                    copy.write(piece)
-                    if limit is not None and copy.tell() >= limit:
-                        # A long text is indexed from its head; the rest need not be read back.
-                        close = getattr(pieces, "close", None)
-                        if close is not None:
-                            close()
-                        break
-                copy.seek(0)
-                return extract_chunks(self._name.extension, copy)
-            except (ExtractionFailed, StorageError) as exc:
-                # The file is still stored and downloadable; only the assistant cannot quote it.
-                log.warning("text extraction skipped (%s)", type(exc).__name__)
-                return []
-            except Exception as exc:
-                # A parser defect on one odd file must not cost the user an upload that worked.
-                log.error("text extraction failed unexpectedly (%s)", type(exc).__name__)
-                return []
+        try:
+            return self._copy.chunks()
+        except ExtractionFailed as exc:
+            # The file is still stored and downloadable; only the assistant cannot quote it.
+            log.warning("text extraction skipped (%s)", type(exc).__name__)
+            return []
+        except Exception as exc:
+            # A parser defect on one odd file must not cost the user an upload that worked.
+            log.error("text extraction failed unexpectedly (%s)", type(exc).__name__)
+            return []
+        finally:
+            self._drop_copy()
+
+    def _drop_copy(self) -> None:
+        if self._copy is not None:
+            self._copy.close()
+            self._copy = None
 
     def _start(self, *, complete: bool) -> None:
         head = bytes(self._head)
@@ -236,6 +225,7 @@ class Upload:
 
     def _reject(self, error: AppError) -> AppError:
         """Undo everything for a rejected file and return the error to raise."""
+        self._drop_copy()
         if self._writer is not None:
             self._writer.abort()
         now = utcnow()
@@ -249,6 +239,7 @@ class Upload:
         return error
 
     def _fail(self, reason: str) -> None:
+        self._drop_copy()
         if self._writer is not None:
             self._writer.abort()
         self._mark_failed(reason)

@@ -14,9 +14,11 @@ from pypdf import PdfReader, PdfWriter
 
 from chat_app.services import extraction
 from chat_app.services.extraction import (
+    MAX_TEXT_BYTES,
     PASSAGE_CHARS,
     ExtractionFailed,
     TextChunk,
+    copy_for,
     extract_chunks,
     pack,
 )
@@ -338,3 +340,59 @@ def test_types_without_text_have_no_passages(extension: str) -> None:
     source = io.BytesIO(b"\x89PNG\r\n\x1a\n" + b"\x00" * 64)
     assert extract_chunks(extension, source) == []
     assert source.tell() == 0  # not even read
+
+
+
+# --- the copy an upload keeps for extraction -----------------------------------------------------
+
+
+def feed(copy: extraction.ExtractionCopy, data: bytes, piece: int) -> None:
+    for start in range(0, len(data), piece):
+        copy.keep(data[start:start + piece])
+
+
+@pytest.mark.parametrize("piece", [1, 999, 4_096, 65_536])
+def test_the_copy_of_a_long_text_is_exactly_its_head(
+    monkeypatch: pytest.MonkeyPatch, piece: int
+) -> None:
+    monkeypatch.setattr(extraction, "MAX_TEXT_BYTES", 10_000)  # binds before MAX_TEXT_CHARS
+    data = ("\n\n".join(sentence(n) for n in range(200)) + "\n").encode()
+    cut = sentence(10_000 // 61)  # a sentence and its blank line take 61 bytes: this one is cut
+    start = data.index(cut.encode())
+    assert start < 10_000 < start + len(cut)
+    copy = copy_for("md")
+    assert copy is not None
+    feed(copy, data, piece)
+    assert copy.size == 10_000
+    chunks = copy.chunks()
+    copy.close()
+    # What reading the stored file back gave: extraction of its first MAX_TEXT_BYTES.
+    assert chunks == extract_chunks("md", io.BytesIO(data))
+    indexed = "\n".join(texts(chunks))
+    assert indexed.endswith(cut[:10_000 - start])
+    assert cut not in indexed and sentence(199) not in indexed
+
+
+def test_the_copy_of_a_text_stops_at_max_text_bytes() -> None:
+    copy = copy_for("txt")
+    assert copy is not None
+    feed(copy, b"a few words.\n" * (MAX_TEXT_BYTES // 13 + 1_000), 1_048_576)
+    assert copy.size == MAX_TEXT_BYTES  # the memory it holds, whatever the file's size
+    copy.close()
+
+
+def test_the_copy_of_a_pdf_is_whole_even_past_the_memory_part(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(extraction, "SPOOL_BYTES", 4_096)  # the handbook then spools to disk
+    copy = copy_for("pdf")
+    assert copy is not None
+    feed(copy, HANDBOOK, 1_000)
+    assert copy.chunks() == extract("pdf", HANDBOOK)
+    copy.close()
+    copy.close()  # twice is harmless
+
+
+@pytest.mark.parametrize("extension", ["png", "jpg", "gif", "webp"])
+def test_types_without_text_keep_no_copy(extension: str) -> None:
+    assert copy_for(extension) is None
