@@ -1,6 +1,6 @@
 """Upload benchmark: 100 MB through `upload_stream` into an S3Store vs raw `upload_fileobj`.
 
-    python -m bench.upload [--mb SIZE] [--runs R]
+    python -m bench.upload [--mb SIZE] [--runs R] [--profile]
 
 SeaweedFS (tests/seaweed.py) runs in a temp dir; the database is a fresh migrated SQLite file
 (CHAT_APP_MAX_UPLOAD_MB=200, CHAT_APP_ALLOWED_EXTENSIONS=txt). Every upload reads a generator-
@@ -9,11 +9,14 @@ Ours: `upload_stream` (validate, pending row, S3Writer multipart with the produc
 size, re-check, stored row). Raw: boto3 `upload_fileobj` (s3transfer's defaults: 8 MB parts,
 10 threads) of the same stream through an identically configured client. LocalStore: our
 `upload_stream` into the local folder store, for information. One warm-up of each side first.
+--profile: one more upload of ours (S3Store) under cProfile, its top functions printed.
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
+import pstats
 import sys
 import tempfile
 import uuid
@@ -97,6 +100,16 @@ class Side:
         return [size / MB / seconds for seconds in self.seconds]
 
 
+def profile(side: Side) -> None:
+    """One more upload under cProfile: the most expensive calls (cumulative), then the app's own
+    functions, which show the phases (feed/S3 parts, extraction, the stored transaction)."""
+    profiler = cProfile.Profile()
+    profiler.runcall(side.upload)
+    stats = pstats.Stats(profiler, stream=sys.stdout).sort_stats("cumulative")
+    stats.print_stats(20)
+    stats.print_stats(r"chat_app[/\\]", 25)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench.upload", description=__doc__,
@@ -104,6 +117,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--mb", type=int, default=100, help="upload size in MB (10^6 bytes)")
     parser.add_argument("--runs", type=int, default=5, help="measured uploads of each side")
+    parser.add_argument("--profile", action="store_true",
+                        help="then profile one more upload of ours (S3Store) and print where "
+                             "its time went")
     add_results_option(parser)
     args = parser.parse_args(argv)
     if not 1 <= args.mb <= 200 or args.runs < 1:
@@ -161,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
             for run in range(args.runs):
                 for side in sides[run % 3:] + sides[:run % 3]:  # rotate the order
                     side.measure(size)
+            if args.profile:
+                profile(s3_side)
         finally:
             server.stop()
 
