@@ -64,4 +64,4 @@ bench: test-deps
 	$(BIN)/python -m bench.soak
 
 clean:
-	rm -rf .web .states data test-results
+	rm -rf .web .states data test-results bench/blank_reflex/.web bench/blank_reflex/.states

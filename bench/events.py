@@ -1,6 +1,8 @@
-"""Event websocket load: page-load resume and first streamed token vs a bare Socket.IO echo.
+"""Event websocket load: page-load resume and first streamed token vs a bare Socket.IO echo
+and vs a blank Reflex app.
 
     python -m bench.events [--clients 1,10,50,200] [--seconds 5] [--warm-up 1] [--procs 1]
+                           [--scenarios floor,blank-resume,resume,blank-first-token,first-token]
 
 Serves the app as `make run` does (tests/e2e/server.py: migrate, `reflex run --env prod
 --single-port`, granian, one worker, SQLite, the offline `retrieval` assistant, every rate
@@ -26,16 +28,27 @@ changing only the token, the stored `sid` and the message text:
   fresh session per client and level. Round trip: send → the first delta whose `reply_text`
   is not empty. The client then waits for the end of the reply (`streaming` false) before
   its next message, so turns/s counts whole turns.
+- blank-resume, blank-first-token: the framework's own floor, the same two flows against
+  a blank Reflex app (bench/blank_reflex: an on_load handler that copies the stored `sid`
+  into a var, a background handler that sets one var at once; no database, no I/O), served
+  by `reflex run --env prod --backend-only` (granian, one worker, the disk state manager, as
+  ours) in the same run. Without a frontend build there is nothing to record, so the frames
+  are formed as Reflex's state.js/context.js form them, from the values the compiler would
+  put in the page (bench/blank_reflex/boot.py), and checked against the backend before the
+  load starts (`blank_protocol`, `BlankReflexServer`). Each runs just before ours; the tables
+  put its rows beside ours, with ours / blank ratios next to ours / echo.
 
 Each client has its own token and its own session, and runs its round trips one after the
 other; after a warm-up (at least 1 s, and until every client has finished one round trip, so
 the start-up burst stays out), round trips that end inside the measured window give the
 percentiles and round trips/s (summed over clients). Errors: timeouts (10 s), disconnects,
-refused connects, toasts (every toast in these flows is an error or a refusal), a resume
-answered with another session. The load client is its own process (`--procs` spreads the
-clients over several), a hand-written asyncio websocket client (masking, no compression:
-granian does not negotiate permessage-deflate, so neither does the browser get it); on 2
-cores it competes with the server for CPU, so the tables give both processes' CPU use.
+refused connects, toasts (every toast in these flows is an error or a refusal), Reflex's
+`state_mismatch` (the frames' `state_schema` is not the backend's: a page would reload), a
+resume answered with another session, a blank send answered with another text. The load
+client is its own process (`--procs` spreads the clients over several), a hand-written asyncio
+websocket client (masking, no compression: granian does not negotiate permessage-deflate, so
+neither does the browser get it); on 2 cores it competes with the server for CPU, so the
+tables give both processes' CPU use.
 """
 
 from __future__ import annotations
@@ -79,6 +92,13 @@ SETUP_TIMEOUT_S = 120.0
 DRAIN_S = TIMEOUT_S + 1
 #: The warm-up lasts until every client has finished one round trip, but no longer than this.
 WARM_UP_CAP_S = 2 * TIMEOUT_S + 5
+#: Before each scenario, wait (up to SETTLE_CAP_S) until every server we started uses less than
+#: IDLE_CORES over SETTLE_SAMPLE_S: Reflex's disk state manager writes changed states 2 s after
+#: the last change, so a server keeps working after its last level, and that work must not
+#: land on the next scenario, which may run against another server.
+SETTLE_CAP_S = 10.0
+SETTLE_SAMPLE_S = 0.5
+IDLE_CORES = 0.05
 HIGH = "1000000/minute"
 RATE_LIMITS = ",".join(f"{name}={HIGH}" for name in (
     "create", "validate", "failed_validate", "read", "messages", "reset", "upload"))
@@ -97,9 +117,19 @@ RESUME_RATE_CLIENTS = 50
 FIRST_TOKEN_MS = 5.0
 ERROR_FREE_CLIENTS = 200
 FLOOR, RESUME, RESUME_OPEN, FIRST_TOKEN = "floor", "resume", "resume-open", "first-token"
-SCENARIOS = (FLOOR, RESUME, RESUME_OPEN, FIRST_TOKEN)
+#: The same two flows against the blank Reflex app (bench/blank_reflex): the framework's floor.
+BLANK_RESUME, BLANK_FIRST_TOKEN = "blank-resume", "blank-first-token"
+SCENARIOS = (FLOOR, BLANK_RESUME, RESUME, RESUME_OPEN, BLANK_FIRST_TOKEN, FIRST_TOKEN)
 #: resume-open only decomposes the page load; it is left out by default to keep the run short.
-DEFAULT_SCENARIOS = (FLOOR, RESUME, FIRST_TOKEN)
+#: Each blank scenario runs just before ours, so the two are measured minutes apart at most.
+DEFAULT_SCENARIOS = (FLOOR, BLANK_RESUME, RESUME, BLANK_FIRST_TOKEN, FIRST_TOKEN)
+#: Scenarios served by our app (the others need neither its build nor the browser recording).
+APP_SCENARIOS = (RESUME, RESUME_OPEN, FIRST_TOKEN)
+BLANK_SCENARIOS = (BLANK_RESUME, BLANK_FIRST_TOKEN)
+BLANK_DIR = ROOT / "bench" / "blank_reflex"
+LOADED = "loaded_rx_state_"
+#: What `withRouterData` (state.js) puts on every event of a page served at `/`.
+ROUTER_DATA = {"pathname": "/", "asPath": "/"}
 
 
 class BenchError(Exception):
@@ -287,9 +317,14 @@ def event_body(packet: str) -> Any:
     return json.loads(packet[packet.index(",") + 1:])
 
 
-def check_toast(packet: str) -> None:
+def check_packet(packet: str) -> None:
+    """Raise on a toast (every toast in these flows is an error or a refusal) or on Reflex's
+    `state_mismatch` (the CONNECT packet's `state_schema` is not the backend's: a real page
+    would reload, so the round trip does not count)."""
     if '"events":[' in packet and "toast" in packet:
         raise BenchError("toast", packet[packet.find("toast"):][:160])
+    if packet.startswith(f'42{NAMESPACE},["state_mismatch"'):
+        raise BenchError("state mismatch", packet[:160])
 
 
 # --- what the browser sends (recorded) and how the client replays it ------------------------
@@ -403,6 +438,30 @@ def record_browser(url: str) -> Protocol:
                     sid_var=sid_vars[0], send_event=send_event, frames=tab2)
 
 
+def blank_protocol(boot: dict[str, Any], port: int) -> Protocol:
+    """The frames the blank app's page would send, formed as Reflex 0.10's frontend forms them.
+
+    `boot` holds what the compiler would have written into the page (bench/blank_reflex/boot.py).
+    The CONNECT payload is `bootAuth(true)` of state.js: `{"event": initialEvents(true)[0] with
+    router data, "state_schema": stateSchema}`, and `initialEvents` (context.js) is
+    `hydrate_and_load` with `{"vars": {<full var name>: <localStorage value>}, "hashes":
+    initialStateHashes}`. The send is a plain event (`ReflexEvent(name, payload)` with router
+    data); its text is set per round trip.
+    """
+    from importlib.metadata import version
+
+    sid_var = next(name for name, options in boot["client_storage"]["local_storage"].items()
+                   if options["name"] == "sid")
+    hydrate = {"name": f"{boot['state_name']}.hydrate_and_load",
+               "payload": {"vars": {sid_var: ""}, "hashes": boot["hashes"]},
+               "router_data": dict(ROUTER_DATA)}
+    send = {"name": f"{boot['chat_state']}.send", "payload": {"text": MESSAGE},
+            "router_data": dict(ROUTER_DATA)}
+    return Protocol(host="127.0.0.1", port=port, subprotocol=version("reflex"),
+                    connect_auth={"event": hydrate, "state_schema": boot["state_schema"]},
+                    sid_var=sid_var, send_event=send)
+
+
 # --- the scenarios (run in the load process) -------------------------------------------------
 
 
@@ -431,7 +490,7 @@ class Client:
 
     async def setup(self) -> None:
         """Open the long-lived socket of the floor, resume-open and first-token scenarios."""
-        if self.scenario == RESUME:
+        if self.scenario in (RESUME, BLANK_RESUME):
             return
         if self.scenario == FLOOR:
             self.sio = await SocketIO.open(self.host, self.port, None, "")
@@ -453,17 +512,19 @@ class Client:
     @staticmethod
     async def _until_hydrated(sio: SocketIO) -> None:
         while HYDRATED_TRUE not in (packet := await sio.recv()):
-            check_toast(packet)
+            check_packet(packet)
 
     # round trips --------------------------------------------------------------------------
 
     async def round_trip(self) -> Sample:
         if self.scenario == FLOOR:
             return await self._echo()
-        if self.scenario == RESUME:
+        if self.scenario in (RESUME, BLANK_RESUME):
             return await self._page_load()
         if self.scenario == RESUME_OPEN:
             return await self._resume_open()
+        if self.scenario == BLANK_FIRST_TOKEN:
+            return await self._blank_first_token()
         return await self._first_token()
 
     async def _echo(self) -> Sample:
@@ -485,7 +546,8 @@ class Client:
         try:
             opened = time.perf_counter()
             sio.send(self.protocol.connect_packet(self.sid))
-            done = await self._until_session_details(sio)
+            done = await (self._until_loaded(sio) if self.scenario == BLANK_RESUME
+                          else self._until_session_details(sio))
             await self._until_hydrated(sio)
         finally:
             await sio.close()
@@ -505,7 +567,7 @@ class Client:
         session_state = self.protocol.session_state
         while True:
             packet = await sio.recv()
-            check_toast(packet)
+            check_packet(packet)
             if REFRESH_TICK not in packet or SESSION_DETAILS not in packet:
                 continue
             _, update = event_body(packet)
@@ -518,6 +580,48 @@ class Client:
                     raise BenchError("wrong session", json.dumps(details)[:160])
                 return done
 
+    async def _until_loaded(self, sio: SocketIO) -> float:
+        """Blank app: until the on_load delta, `loaded` set to this client's stored sid."""
+        assert self.protocol is not None
+        session_state = self.protocol.session_state
+        while True:
+            packet = await sio.recv()
+            check_packet(packet)
+            if LOADED not in packet:
+                continue
+            _, update = event_body(packet)
+            loaded = update.get("delta", {}).get(session_state, {}).get(LOADED)
+            if loaded:  # the hydrate snapshot would carry the default "" (it does not, hashes)
+                done = time.perf_counter()
+                if loaded != self.sid:
+                    raise BenchError("wrong session", loaded[:80])
+                return done
+
+    async def _blank_first_token(self) -> Sample:
+        """Blank app: the background `send` → its one delta, `reply_text` = the text sent.
+
+        The text changes every turn, so each turn's delta is new and can be checked."""
+        assert self.sio is not None and self.protocol is not None
+        chat_state = self.protocol.chat_state
+        self.counter += 1
+        text = f"{MESSAGE} {self.counter}"
+        event = {**self.protocol.send_event, "payload": {"text": text}}
+        packet = f"42{NAMESPACE},{json.dumps(['event', event], separators=(',', ':'))}"
+        started = time.perf_counter()
+        self.sio.send(packet)
+        while True:
+            packet = await self.sio.recv()
+            check_packet(packet)
+            if REPLY_TEXT not in packet:
+                continue
+            _, update = event_body(packet)
+            state = update.get("delta", {}).get(chat_state, {})
+            if REPLY_TEXT in state:
+                done = time.perf_counter()
+                if state[REPLY_TEXT] != text:
+                    raise BenchError("wrong answer", str(state[REPLY_TEXT])[:80])
+                return Sample(started, done)
+
     async def _first_token(self) -> Sample:
         assert self.sio is not None and self.protocol is not None
         chat_state = self.protocol.chat_state
@@ -526,7 +630,7 @@ class Client:
         first = 0.0
         while True:
             packet = await self.sio.recv()
-            check_toast(packet)
+            check_packet(packet)
             if REPLY_TEXT not in packet and STREAMING not in packet:
                 continue
             _, update = event_body(packet)
@@ -740,6 +844,17 @@ def group_cpu_seconds(pgid: int) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
+def settle(pgids: list[int]) -> float:
+    """Wait until the process groups `pgids` are idle together (see SETTLE_CAP_S); seconds."""
+    started = time.monotonic()
+    while time.monotonic() - started < SETTLE_CAP_S:
+        before = sum(group_cpu_seconds(pgid) for pgid in pgids)
+        time.sleep(SETTLE_SAMPLE_S)
+        if sum(group_cpu_seconds(pgid) for pgid in pgids) - before < IDLE_CORES * SETTLE_SAMPLE_S:
+            break
+    return time.monotonic() - started
+
+
 def host_busy() -> tuple[int, int]:
     """(busy, total) jiffies of the whole machine, from the first line of /proc/stat."""
     values = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
@@ -789,32 +904,58 @@ class Level:
                 f"{self.host_busy:.2f}")
 
 
-def table(title: str, unit: str, levels: list[Level], floor: dict[int, Level],
-          notes: list[str], connect: bool = False) -> str:
-    headers = ["Clients", "p50 ms", "p95 ms", "p99 ms", unit, "Errors", "Round trips",
+OURS, BLANK, ECHO = "chat_app", "blank Reflex", "socket.io echo"
+
+
+def table(title: str, unit: str, rows: list[tuple[str, Level]], floor: dict[int, Level],
+          notes: list[str], connect: bool = False, blank: dict[int, Level] | None = None,
+          blank_rate: bool = True) -> str:
+    """One row per (app, client count). `blank`: the blank Reflex app's levels, for the
+    ratios to the framework's own floor; `blank_rate` False leaves out the rate ratio where
+    the two apps' round trips are not the same unit of work."""
+    headers = ["App", "Clients", "p50 ms", "p95 ms", "p99 ms", unit, "Errors", "Round trips",
                "Unfinished", "p50 / floor p50", f"{unit} / floor"]
+    if blank is not None:
+        headers.append("p50 / blank p50")
+        if blank_rate:
+            headers.append(f"{unit} / blank")
     if connect:
-        headers.insert(4, "connect p50 ms")
+        headers.insert(5, "connect p50 ms")
     headers += ["Warm-up s", "Server CPU (cores)", "Client CPU (cores)", "Host busy (of 2)"]
-    rows = []
-    for level in levels:
-        base = floor.get(level.clients)
+    cells = []
+    for app, level in rows:
         errors = str(level.error_count)
         if level.errors:
             errors += " (" + ", ".join(f"{kind}: {n}" for kind, n in level.errors.items()) + ")"
         row = [
-            level.clients, f"{level.p50:.2f}", f"{level.quantile_ms(.95):.2f}",
+            app, level.clients, f"{level.p50:.2f}", f"{level.quantile_ms(.95):.2f}",
             f"{level.quantile_ms(.99):.2f}", f"{level.rate:,.0f}", errors,
             f"{len(level.latencies):,}", str(level.abandoned),
-            f"{level.p50 / base.p50:.1f}x" if base and base.latencies else "-",
-            f"{level.rate / base.rate:.2f}" if base and base.latencies else "-",
-            f"{level.warm_up:.1f}", f"{level.server_cpu:.2f}", f"{level.client_cpu:.2f}",
-            f"{level.host_busy:.2f}",
         ]
+        bases = [floor.get(level.clients)]
+        if blank is not None:
+            bases.append(blank.get(level.clients))
+        for index, base in enumerate(bases):
+            with_rate = index == 0 or blank_rate
+            if base is None or not base.latencies or not level.latencies:
+                row += ["-", "-"] if with_rate else ["-"]
+                continue
+            row.append(f"{level.p50 / base.p50:.1f}x")
+            if with_rate:
+                row.append(f"{level.rate / base.rate:.2f}")
+        row += [f"{level.warm_up:.1f}", f"{level.server_cpu:.2f}", f"{level.client_cpu:.2f}",
+                f"{level.host_busy:.2f}"]
         if connect:
-            row.insert(4, f"{level.quantile_ms(.5, level.connects):.2f}")
-        rows.append(row)
-    return markdown_table(title, MODULE, headers, rows, notes)
+            row.insert(5, f"{level.quantile_ms(.5, level.connects):.2f}")
+        cells.append(row)
+    return markdown_table(title, MODULE, headers, cells, notes)
+
+
+def paired(blank: list[Level], ours: list[Level]) -> list[tuple[str, Level]]:
+    """The blank app's row, then ours, per client count: each pair was measured back to back
+    in the scenario order, and reads as baseline, then us."""
+    rows = [(BLANK, level) for level in blank] + [(OURS, level) for level in ours]
+    return sorted(rows, key=lambda row: (row[1].clients, row[0] != BLANK))
 
 
 # --- servers and sessions --------------------------------------------------------------------
@@ -860,14 +1001,104 @@ class FloorServer:
         await client.teardown()
 
     def stop(self) -> None:
-        if self.process.poll() is None:
+        stop_group(self.process)
+
+
+def stop_group(process: subprocess.Popen) -> None:
+    """SIGTERM to the process group started with `start_new_session`, then SIGKILL."""
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGTERM)
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+class BlankReflexServer:
+    """The blank app (bench/blank_reflex) as production serves ours, minus the frontend.
+
+    `reflex run --env prod --backend-only`: Reflex's granian (`--interface asgi`) with one
+    worker (no Redis: the disk state manager, and Reflex then starts one worker), the same
+    environment as ours (`tests/e2e/server.py`'s `app_env`: no `REDIS_URL`/`DATABASE_URL`).
+    No frontend build, so no browser to record: `boot.py` (its own process) prints what the
+    compiled page would carry and `blank_protocol` forms the frames from it. The constructor
+    only starts both processes, so they overlap our app's build; `ready` waits for them.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        from tests.e2e.server import app_env
+
+        self.port = free_port()
+        self.log = folder / "blank-reflex.log"
+        folder.mkdir(parents=True, exist_ok=True)
+        env = app_env(folder / "blank-data")
+        reflex = Path(sys.executable).parent / "reflex"
+        with self.log.open("wb") as handle:
+            self.process = subprocess.Popen(
+                [str(reflex), "run", "--env", "prod", "--backend-only",
+                 "--backend-port", str(self.port)],
+                cwd=BLANK_DIR, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True,
+                env=env,
+            )
+        # Importing the app creates a disk state manager, which purges old state files: in
+        # the server's states folder, that races with `reflex run` emptying it.
+        self.boot = subprocess.Popen(
+            [sys.executable, "boot.py"], cwd=BLANK_DIR, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True, start_new_session=True,
+            env={**env, "REFLEX_STATES_WORKDIR": str(folder / "boot-states")},
+        )
+
+    def ready(self) -> Protocol:
+        """Wait for the server and the boot values; check one page load and one send."""
+        out, err = self.boot.communicate(timeout=SETUP_TIMEOUT_S)
+        if self.boot.returncode != 0:
+            raise RuntimeError(f"bench/blank_reflex/boot.py failed:\n{err}")
+        protocol = blank_protocol(json.loads(out.strip().splitlines()[-1]), self.port)
+        deadline = time.monotonic() + SETUP_TIMEOUT_S
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(
+                    f"the blank Reflex app exited:\n{self.log.read_text(errors='replace')}")
             try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/ping", timeout=2):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        asyncio.run(self._check(protocol))
+        return protocol
+
+    async def _check(self, protocol: Protocol) -> None:
+        """The frames are what the backend expects: the schema matches (else `state_mismatch`),
+        the hashes are accepted (else the hydrate snapshot carries every default, the chat
+        state's included), on_load sets `loaded` and the send answers."""
+        sio = await SocketIO.open("127.0.0.1", self.port, str(uuid.uuid4()), protocol.subprotocol)
+        try:
+            sio.send(protocol.connect_packet(str(uuid.uuid4())))
+            while '"delta"' not in (packet := await asyncio.wait_for(sio.recv(), TIMEOUT_S)):
+                check_packet(packet)
+            check_packet(packet)
+            if protocol.chat_state in event_body(packet)[1]["delta"]:
+                raise RuntimeError("the blank app's backend did not accept the state hashes of "
+                                   f"bench/blank_reflex/boot.py: {packet[:300]}")
+        finally:
+            await sio.close()
+        for scenario in BLANK_SCENARIOS:
+            client = Client(scenario, protocol, "127.0.0.1", self.port, str(uuid.uuid4()))
+            async with asyncio.timeout(TIMEOUT_S):
+                await client.setup()
+                await client.round_trip()
+                await client.teardown()
+
+    def stop(self) -> None:
+        if self.boot.poll() is None:
+            self.boot.kill()
+            self.boot.communicate()
+        stop_group(self.process)
 
 
 def create_sessions(url: str, count: int) -> list[str]:
@@ -921,45 +1152,135 @@ def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     clients = LoadClients(args.procs)
     results: dict[str, list[Level]] = {}
+    settled: dict[str, float] = {}  # seconds waited for idle servers before each scenario
+    protocol: Protocol | None = None
+    blank_frames: Protocol | None = None
     with tempfile.TemporaryDirectory(prefix="bench-events-") as folder:
-        floor = FloorServer(Path(folder) / "floor.log")
-        app = None
+        blank = (BlankReflexServer(Path(folder) / "blank")
+                 if any(name in BLANK_SCENARIOS for name in scenarios) else None)
+        floor = app = None
         try:
-            app = start_app(Path(folder) / "data", CHAT_APP_RATE_LIMITS=RATE_LIMITS,
-                            CHAT_APP_ASSISTANT="retrieval")
-            print(f"app up at {app.url} after {time.monotonic() - started:.0f} s", flush=True)
-            protocol = record_browser(app.url)
-            print(f"recorded {len(protocol.frames)} frames in Chromium", flush=True)
-            resume_sids = create_sessions(app.url, max(counts))
+            floor = FloorServer(Path(folder) / "floor.log")
+            if any(name in APP_SCENARIOS for name in scenarios):
+                app = start_app(Path(folder) / "data", CHAT_APP_RATE_LIMITS=RATE_LIMITS,
+                                CHAT_APP_ASSISTANT="retrieval")
+                print(f"app up at {app.url} after {time.monotonic() - started:.0f} s",
+                      flush=True)
+                protocol = record_browser(app.url)
+                print(f"recorded {len(protocol.frames)} frames in Chromium", flush=True)
+                resume_sids = create_sessions(app.url, max(counts))
+            if blank is not None:
+                blank_frames = blank.ready()
+                print(f"blank Reflex app up after {time.monotonic() - started:.0f} s",
+                      flush=True)
+            # The blank app needs no sessions in a database: any stored id is loaded as is.
+            blank_sids = [str(uuid.uuid4()) for _ in range(max(counts))]
+            servers = [server.process.pid for server in (floor, blank, app) if server is not None]
             for scenario in scenarios:
+                settled[scenario] = settle(servers)
+                print(f"{scenario:>17}: servers idle after {settled[scenario]:.1f} s", flush=True)
                 results[scenario] = []
                 for count in counts:
+                    served: Protocol | None
                     if scenario == FLOOR:
-                        host, port, pgid, sids = "127.0.0.1", floor.port, floor.process.pid, \
+                        served, port, pgid, sids = None, floor.port, floor.process.pid, \
                             [""] * count
+                    elif scenario in BLANK_SCENARIOS:
+                        assert blank is not None and blank_frames is not None
+                        served, port, pgid = blank_frames, blank.port, blank.process.pid
+                        sids = blank_sids[:count]
                     else:
-                        host, port, pgid = protocol.host, protocol.port, app.process.pid
+                        assert app is not None and protocol is not None
+                        served, port, pgid = protocol, protocol.port, app.process.pid
                         sids = (create_sessions(app.url, count) if scenario == FIRST_TOKEN
                                 else resume_sids[:count])
                     level = clients.level({
-                        "scenario": scenario, "host": host, "port": port, "sids": sids,
-                        "protocol": None if scenario == FLOOR else protocol,
+                        "scenario": scenario, "port": port,
+                        "host": served.host if served is not None else "127.0.0.1",
+                        "sids": sids, "protocol": served,
                         "warm_up": args.warm_up, "seconds": args.seconds,
                     }, pgid)
                     results[scenario].append(level)
-                    print(f"{scenario:>11}: {level.line()}", flush=True)
+                    print(f"{scenario:>17}: {level.line()}", flush=True)
         finally:
             clients.close()
-            floor.stop()
-            if app is not None:
-                app.stop()
+            for server in (floor, blank, app):
+                if server is not None:
+                    server.stop()
     elapsed = time.monotonic() - started
-    report(args, results, protocol, elapsed)
+    report(args, results, protocol, blank_frames, settled, elapsed)
     return 0
 
 
-def report(args: argparse.Namespace, results: dict[str, list[Level]], protocol: Protocol,
-           elapsed: float) -> None:
+def blank_notes(protocol: Protocol) -> list[str]:
+    """How the blank app is served and its frames formed, for the notes under the tables."""
+    event = protocol.connect_auth["event"]
+    return [
+        "Blank Reflex app (`bench/blank_reflex`: a `SessionState` with `sid = rx.LocalStorage`, "
+        "an on_load handler `load` that sets `loaded = sid`, a `ChatState(SessionState)` with a "
+        "background `send(text)` that sets `reply_text = text` in one `async with self`; no "
+        "database, no I/O), served by `reflex run --env prod --backend-only` (granian, one "
+        "worker, the disk state manager, as ours). Its frames are not recorded (no frontend "
+        "build) but formed as state.js/context.js form them, from the values the compiler "
+        "would bake into the page (`bench/blank_reflex/boot.py`): CONNECT "
+        f"`40{NAMESPACE},{{\"event\":{{\"name\":\"{event['name']}\",\"payload\":{{\"vars\":"
+        f"{{\"{protocol.sid_var}\":<sid>}},\"hashes\":[{len(event['payload']['hashes'])} "
+        f"hashes]}},\"router_data\":{json.dumps(event['router_data'])}}},"
+        "\"state_schema\":…}`; send `42/_event,[\"event\",{\"name\":\"…chat_state.send\","
+        "\"payload\":{\"text\":…},\"router_data\":…}]`. Checked before measuring: no "
+        "`state_mismatch` (the schema matches), a hydrate snapshot without the chat state's "
+        "defaults (the hashes are accepted), `loaded` = the sid sent, `reply_text` = the text "
+        "sent.",
+    ]
+
+
+def framework_targets(by_clients: dict[str, dict[int, Level]], floor: dict[int, Level]
+                      ) -> list[list[str]]:
+    """What the blank Reflex app, measured in the same run, achieves against each target."""
+    rows = []
+    resume, first = by_clients.get(RESUME, {}), by_clients.get(FIRST_TOKEN, {})
+    blank_resume = by_clients.get(BLANK_RESUME, {})
+    blank_first = by_clients.get(BLANK_FIRST_TOKEN, {})
+
+    def ours(levels: dict[int, Level], clients: int, blank: float, p50: bool) -> str:
+        if clients not in levels or not levels[clients].latencies or not blank:
+            return ""
+        if p50:
+            return f"; ours {levels[clients].p50 / blank:.1f}x the blank app"
+        return f"; ours {levels[clients].rate / blank:.2f} of the blank app's rate"
+
+    if 1 in blank_resume and 1 in floor and blank_resume[1].latencies:
+        p50, echo = blank_resume[1].p50, floor[1].p50
+        ratio = p50 / echo
+        rows.append([
+            "(a) framework floor: a blank Reflex app's page-load resume p50 at 1 client",
+            f"{p50:.2f} ms = {ratio:.1f}x the echo floor ({echo:.2f} ms)"
+            + ours(resume, 1, p50, True),
+            "the ≤ 2x target is below the framework's own floor" if ratio > RESUME_FLOOR_RATIO
+            else f"within the framework's reach: {RESUME_FLOOR_RATIO * echo - p50:.2f} ms "
+                 "left for our work"])
+    if RESUME_RATE_CLIENTS in blank_resume:
+        rate = blank_resume[RESUME_RATE_CLIENTS].rate
+        rows.append([
+            f"(a) framework floor: a blank Reflex app's resumes/s at {RESUME_RATE_CLIENTS} "
+            "clients", f"{rate:,.0f}/s" + ours(resume, RESUME_RATE_CLIENTS, rate, False),
+            f"the ≥ {RESUME_RATE:,.0f}/s target is above the framework's own ceiling"
+            if rate < RESUME_RATE else "within the framework's reach"])
+    if 1 in blank_first and blank_first[1].latencies:
+        p50 = blank_first[1].p50
+        rows.append([
+            "(b) framework floor: a blank Reflex app's background event → first delta p50 at "
+            "1 client", f"{p50:.2f} ms" + ours(first, 1, p50, True),
+            f"the < {FIRST_TOKEN_MS:g} ms target is below the framework's own floor"
+            if p50 >= FIRST_TOKEN_MS
+            else f"within the framework's reach: {FIRST_TOKEN_MS - p50:.2f} ms left for our "
+                 "work"])
+    return rows
+
+
+def report(args: argparse.Namespace, results: dict[str, list[Level]],
+           protocol: Protocol | None, blank_protocol: Protocol | None,
+           settled: dict[str, float], elapsed: float) -> None:
     floor = {level.clients: level for level in results.get(FLOOR, [])}
     by_clients = {name: {level.clients: level for level in levels}
                   for name, levels in results.items()}
@@ -971,48 +1292,65 @@ def report(args: argparse.Namespace, results: dict[str, list[Level]], protocol: 
         f"give the percentiles. In-flight round trips get up to {DRAIN_S:g} s after the "
         "window to end (not counted) or time out (counted as errors); Unfinished = still "
         "running then, abandoned.",
+        "Before each scenario, the run waits until every server it started has been idle "
+        f"(< {IDLE_CORES:g} cores over {SETTLE_SAMPLE_S:g} s, at most {SETTLE_CAP_S:g} s): "
+        "Reflex's disk state manager writes states 2 s after their last change, and that "
+        "work must not land on the next scenario. Waited: "
+        + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in settled.items()) + ".",
         f"Load client: {args.procs} separate process(es) (asyncio, raw websocket + Engine.IO/"
         "Socket.IO framing). CPU columns: the server's process group and the load "
         "process(es), in cores, over the window; host busy = the whole machine, other "
         "jobs included (the numbers are only comparable within one run).",
-        *protocol_notes(protocol),
+        *(protocol_notes(protocol) if protocol is not None else []),
+        *(blank_notes(blank_protocol) if blank_protocol is not None else []),
         f"Whole run (app build and start included): {elapsed:.0f} s.",
     ]
+    blank_resume = by_clients.get(BLANK_RESUME)
+    blank_first = by_clients.get(BLANK_FIRST_TOKEN)
     sections = []
     if FLOOR in results:
         sections.append(table(
             "Event websocket floor: bare python-socketio echo on granian", "echoes/s",
-            results[FLOOR], floor, [
+            [(ECHO, level) for level in results[FLOOR]], floor, [
                 "`AsyncServer(async_mode='asgi', transports=['websocket'], allow_upgrades="
                 "False, async_handlers=False)` + one `echo` event that emits its data back, "
                 "`socketio.ASGIApp` at `/_event`, `granian --interface asgi --workers 1` "
                 "(as `reflex run --env prod` serves the app). Round trip: "
                 "`42/_event,[\"echo\",{\"n\":N}]` sent → the same packet received."]))
-    if RESUME in results:
+    if RESUME in results or BLANK_RESUME in results:
         sections.append(table(
-            "Resume a session on page load (new socket, CONNECT with hydrate_and_load)",
-            "resumes/s", results[RESUME], floor, [
+            "Resume a session on page load (new socket, CONNECT with hydrate_and_load): "
+            "ours and a blank Reflex app", "resumes/s",
+            paired(results.get(BLANK_RESUME, []), results.get(RESUME, [])), floor, [
                 "Round trip: CONNECT packet (boot event with the stored sid) sent → the "
-                "load_session delta with that session's details. connect p50: TCP connect → "
-                "Engine.IO open packet (not in the round trip, but in resumes/s, as are the "
-                "wait for `is_hydrated` and the close). A fresh token (tab) per page load."],
-            connect=True))
+                "on_load delta: ours, `load_session`'s, with that session's details; the blank "
+                "app's, `loaded` = that sid. connect p50: TCP connect → Engine.IO open packet "
+                "(not in the round trip, but in resumes/s, as are the wait for `is_hydrated` "
+                "and the close). A fresh token (tab) per page load. The blank app runs the same "
+                "chain (hydrate snapshot, client-storage replay, `on_load_internal` → on_load, "
+                "`is_hydrated`) with no work in it: its row is the framework's floor, and "
+                "p50 / blank p50 is what our work adds on top of Reflex."],
+            connect=True, blank=blank_resume))
     if RESUME_OPEN in results:
         sections.append(table(
             "Resume, same hydrate_and_load event on an open socket (decomposition)",
-            "resumes/s", results[RESUME_OPEN], floor, [
+            "resumes/s", [(OURS, level) for level in results[RESUME_OPEN]], floor, [
                 "The CONNECT packet's boot event sent as `42/_event,[\"event\",…]` on a "
                 "socket that stays open (same token each time): what the page load costs "
                 "without the websocket and Engine.IO/Socket.IO handshakes."]))
-    if FIRST_TOKEN in results:
+    if FIRST_TOKEN in results or BLANK_FIRST_TOKEN in results:
         sections.append(table(
-            "Send a chat message → first streamed token (offline assistant, no files)",
-            "turns/s", results[FIRST_TOKEN], floor, [
-                "Round trip: `ChatState.send` sent → first delta with a non-empty "
+            "Send a chat message → first streamed token (offline assistant, no files): ours "
+            "and a blank Reflex app", "turns/s",
+            paired(results.get(BLANK_FIRST_TOKEN, []), results.get(FIRST_TOKEN, [])), floor, [
+                "Round trip: ours, `ChatState.send` sent → first delta with a non-empty "
                 "`reply_text`. Each client then waits for `streaming: false` (the reply is "
                 "~45 words at 4 ms each, flushed every 50 ms) before its next message, so the "
                 "first tokens per second in the window are turns/s. A fresh session per client "
-                "and level."]))
+                "and level. The blank app: its background `send` → its one delta "
+                "(`reply_text` = the text sent), which also ends its turn, so its turns/s "
+                "counts back-to-back events, not whole replies; hence no turns/s ratio to it."],
+            blank=blank_first, blank_rate=False))
     targets = []
     resume, first = by_clients.get(RESUME, {}), by_clients.get(FIRST_TOKEN, {})
     if 1 in resume and 1 in floor:
@@ -1034,6 +1372,7 @@ def report(args: argparse.Namespace, results: dict[str, list[Level]], protocol: 
             targets.append([f"{label} 0 errors at {ERROR_FREE_CLIENTS} clients",
                             f"{level.error_count} errors, {level.abandoned} unfinished, "
                             f"{len(level.latencies)} round trips done", verdict(clean)])
+    targets += framework_targets(by_clients, floor)
     sections.append(markdown_table("Event websocket load: targets and method", MODULE,
                                    ["Target", "Measured", "Verdict"], targets, method))
     publish("\n".join(sections), args.results)
