@@ -2,6 +2,7 @@
 
 import reflex as rx
 
+from chat_app.build_plugins import LeanRadixThemesPlugin
 from chat_app.settings import get_settings_or_exit
 
 settings = get_settings_or_exit()
@@ -19,6 +20,6 @@ config = rx.Config(
     trusted_proxy_hops=settings.trusted_proxy_hops,
     plugins=[
         rx.plugins.SitemapPlugin(),
-        rx.plugins.RadixThemesPlugin(theme=rx.theme(accent_color="violet", radius="large")),
+        LeanRadixThemesPlugin(theme=rx.theme(accent_color="violet", radius="large")),
     ],
 )
