@@ -5,6 +5,7 @@ from __future__ import annotations
 import reflex as rx
 
 from chat_app.components.files_panel import attach_button, upload_progress
+from chat_app.components.lazy_markdown import LazyMarkdown
 from chat_app.state.chat import COMPOSER_ID, ChatState
 
 #: Placeholder shown in the composer; the limit is enforced by the server, with a toast.
@@ -12,9 +13,12 @@ COMPOSER_HINT = "Ask about your files… (Enter sends, Shift+Enter adds a line)"
 
 
 def safe_markdown(text: rx.Var) -> rx.Component:
-    """Markdown without raw HTML: `<script>` or `<img onerror>` in a message shows as text."""
-    return rx.markdown(
-        text, use_raw=False, use_math=False, use_katex=False, class_name="message-body",
+    """Markdown without raw HTML: `<script>` or `<img onerror>` in a message shows as text.
+
+    The renderer loads on demand (LazyMarkdown), so a page without messages doesn't pay for it.
+    """
+    return LazyMarkdown.create(
+        source=text, class_name="message-body",
         style={"& blockquote": {"border_left": "3px solid var(--accent-8)",
                                 "padding_left": "0.75em", "margin": "0.5em 0"}},
     )

@@ -95,6 +95,20 @@ def test_script_like_content_renders_as_inert_text(page: Page, served_app) -> No
     assert dialogs == []
 
 
+def test_markdown_renders_headings_code_blocks_and_quotes(page: Page, served_app) -> None:
+    # The renderer is a lazily loaded chunk (chat_app/components/lazy_markdown.js): this is the
+    # page where it arrives with the first message, so every kind of block must still render.
+    open_app(page, served_app.url)
+    send(page, "# Plan\n\n> quoted\n\n```python\nprint('hi')\n```\n\n- one\n- two")
+    user = messages(page, "user").first
+    expect(user.locator("h1")).to_have_text("Plan", timeout=UI_TIMEOUT_MS)
+    expect(user.locator("pre code")).to_contain_text("print('hi')")
+    expect(user.locator("li")).to_have_count(2)
+    # The log's blockquote style (conversation.safe_markdown) reaches the rendered Markdown.
+    border = user.locator("blockquote").evaluate("(el) => getComputedStyle(el).borderLeftWidth")
+    assert border == "3px"
+
+
 def test_enter_sends_shift_enter_adds_a_line_and_empty_is_refused(
     page: Page, served_app
 ) -> None:
