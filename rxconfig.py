@@ -2,7 +2,7 @@
 
 import reflex as rx
 
-from chat_app.build_plugins import LeanRadixThemesPlugin
+from chat_app.build_plugins import CompileHintsPlugin, LeanRadixThemesPlugin
 from chat_app.settings import get_settings_or_exit
 
 settings = get_settings_or_exit()
@@ -21,5 +21,6 @@ config = rx.Config(
     plugins=[
         rx.plugins.SitemapPlugin(),
         LeanRadixThemesPlugin(theme=rx.theme(accent_color="violet", radius="large")),
+        CompileHintsPlugin(),
     ],
 )
