@@ -16,7 +16,9 @@ so chunks fetched lazily after the first render count too.
 Time: in the page, `performance.now()` (0 = navigation start), stamped by a MutationObserver
 installed before any page script runs: ready = the textbox "Message" is in the DOM and enabled
 and the session badge shows an 8-character id, i.e. the websocket connected, the hydrate ran and
-the page-load flow (`SessionState.load_session`) issued a session.
+the page-load flow (`SessionState.load_session`) issued a session; the textbox must also be
+hydrated by React (its Enter-to-send handler attached), since the prerendered one is enabled
+before any script runs.
 
 Baseline, same loads: the static shell of the same page, DOMContentLoaded and first contentful
 paint from the Navigation and Paint Timing APIs. Targets (the issue): ≤ 400 KB, ≤ 300 ms.
@@ -70,10 +72,14 @@ PROBE = """(() => {
       super.send(data);
     }
   };
+  // The prerendered textarea is enabled before any script runs; only once React has hydrated it
+  // does Enter send (its onKeyDown) instead of doing nothing, so that is checked too.
+  const hydrated = (el) => Object.keys(el).some(
+    (key) => key.startsWith('__reactProps') && typeof el[key].onKeyDown === 'function');
   const usable = () => {
     const box = document.querySelector('textarea[aria-label="Message"]');
     const id = document.querySelector('[data-testid="session-short-id"]');
-    return box !== null && !box.disabled && !box.readOnly
+    return box !== null && !box.disabled && !box.readOnly && hydrated(box)
       && id !== null && id.textContent.trim().length === 8;
   };
   const observer = new MutationObserver(() => {
