@@ -74,10 +74,16 @@ FAVICON = (
     "<path d='M8 10h16v10H14l-6 5z' fill='white'/></svg>"
 )
 
+# The page is prerendered: its composer shows (enabled) before React has hydrated it, and a click
+# on Send in that window would submit the form natively, a GET that reloads the page and loses the
+# text. Every form here is React's, whose handler prevents that default anyway, so the default is
+# prevented from the start (the text stays in the box until the page is live).
+PREVENT_NATIVE_SUBMIT = "document.addEventListener('submit', (e) => e.preventDefault(), true);"
+
 app = rx.App(
     # The API in front of Reflex's routes, then the security headers around everything.
     api_transformer=[create_api(get_services), SecurityHeadersMiddleware],
-    head_components=[rx.el.link(rel="icon", href=FAVICON)],
+    head_components=[rx.el.link(rel="icon", href=FAVICON), rx.el.script(PREVENT_NATIVE_SUBMIT)],
 )
 app.add_page(index, route="/", title="chat_app", on_load=on_load)
 

@@ -109,6 +109,18 @@ def test_markdown_renders_headings_code_blocks_and_quotes(page: Page, served_app
     assert border == "3px"
 
 
+def test_send_before_the_page_is_live_keeps_the_text(page: Page, served_app) -> None:
+    # The page is prerendered; with its scripts held back it stays as it is in the first few
+    # hundred ms of a load: a Send click there must not submit the form natively (a reload).
+    page.route("**/assets/*.js", lambda route: route.abort())
+    page.goto(served_app.url)
+    composer(page).fill("typed early")
+    page.get_by_role("button", name="Send").click()
+    page.wait_for_timeout(500)
+    assert page.url.rstrip("/") == served_app.url.rstrip("/")
+    expect(composer(page)).to_have_value("typed early")
+
+
 def test_enter_sends_shift_enter_adds_a_line_and_empty_is_refused(
     page: Page, served_app
 ) -> None:
