@@ -64,7 +64,7 @@ class ServedApp:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
     def stop(self) -> None:
-        """Stop the server and every child (npm, granian workers)."""
+        """Stop the server and every child (npm, the server's workers)."""
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)
             try:

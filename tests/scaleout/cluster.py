@@ -2,7 +2,7 @@
 
 Worker A is `reflex run --env prod --single-port` (it builds the frontend, with the balancer's
 URL baked in through REFLEX_API_URL, as a production build behind a load balancer must be).
-Worker B serves the same build with Reflex's own production backend runner (granian), so one
+Worker B serves the same build with Reflex's own production backend runner (gunicorn), so one
 folder needs one build. Both read the same environment: the production configuration of SPEC 10.
 """
 
@@ -74,6 +74,8 @@ def cluster_env(database_url: str, seaweed: SeaweedServer, bucket: str, balancer
         "CHAT_APP_SECRET_KEY": "scale-out-shared-secret-key-0123456789",
         "CHAT_APP_SWEEP_INTERVAL_MINUTES": "0",
         "CHAT_APP_ORPHAN_GRACE_MINUTES": "0",
+        # One backend process per worker (with Redis, rxconfig.py would start 2 x cores + 1).
+        "WEB_CONCURRENCY": "1",
         "GRANIAN_WORKERS": "1",
         "REFLEX_API_URL": f"http://localhost:{balancer_port}",
     }
