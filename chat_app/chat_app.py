@@ -18,6 +18,7 @@ from chat_app.components.reset_dialog import reset_dialog
 from chat_app.container import get_services
 from chat_app.log_format import configure_logging
 from chat_app.services.audit import RequestContext, keyed_ref
+from chat_app.serving import ChatApp
 from chat_app.settings import get_settings_or_exit
 from chat_app.state.dev import DevState
 from chat_app.state.session import SessionState
@@ -80,7 +81,8 @@ FAVICON = (
 # prevented from the start (the text stays in the box until the page is live).
 PREVENT_NATIVE_SUBMIT = "document.addEventListener('submit', (e) => e.preventDefault(), true);"
 
-app = rx.App(
+# ChatApp: an rx.App that serves its event websocket with less memory per tab (chat_app/serving.py).
+app = ChatApp(
     # The API in front of Reflex's routes, then the security headers around everything.
     api_transformer=[create_api(get_services), SecurityHeadersMiddleware],
     head_components=[rx.el.link(rel="icon", href=FAVICON), rx.el.script(PREVENT_NATIVE_SUBMIT)],
