@@ -5,16 +5,17 @@ and vs a blank Reflex app.
                            [--scenarios floor,blank-resume,resume,blank-first-token,first-token]
 
 Serves the app as `make run` does (tests/e2e/server.py: migrate, `reflex run --env prod
---single-port`, granian, one worker, SQLite, the offline `retrieval` assistant, every rate
-limit raised to 1,000,000/minute), then records in headless Chromium what a real page sends
-on its event websocket: a first visit, then a second tab of the same browser (a new Reflex
-token, the stored `sid`), then one chat message. The load client replays those frames,
-changing only the token, the stored `sid` and the message text:
+--single-port`: gunicorn with chat_app's uvicorn worker, one worker, SQLite, the offline
+`retrieval` assistant, every rate limit raised to 1,000,000/minute), then records in headless
+Chromium what a real page sends on its event websocket: a first visit, then a second tab of the
+same browser (a new Reflex token, the stored `sid`), then one chat message. The load client
+replays those frames, changing only the token, the stored `sid` and the message text:
 
 - floor: a bare python-socketio `AsyncServer` (ASGI mode, configured like Reflex's: websocket
   only, no upgrades, inline handlers) with one `echo` event that emits its data back, served by
-  `granian --interface asgi` (what `reflex run --env prod` uses) in the same run. Round trip:
-  `42/_event,["echo",{...}]` sent → the echo received, on an open socket.
+  the production server (gunicorn with `chat_app.uvicorn_worker.Worker`, what `reflex run --env
+  prod` uses) in the same run. Round trip: `42/_event,["echo",{...}]` sent → the echo
+  received, on an open socket.
 - resume: a page load. A new socket (`/_event/?token=<new uuid>&EIO=4&transport=websocket`),
   the Engine.IO open packet, then the Socket.IO CONNECT packet that carries the browser's boot
   event (`hydrate_and_load` with the stored `sid` in `vars`, the compiled state hashes and
@@ -31,7 +32,7 @@ changing only the token, the stored `sid` and the message text:
 - blank-resume, blank-first-token: the framework's own floor, the same two flows against
   a blank Reflex app (bench/blank_reflex: an on_load handler that copies the stored `sid`
   into a var, a background handler that sets one var at once; no database, no I/O), served
-  by `reflex run --env prod --backend-only` (granian, one worker, the disk state manager, as
+  by `reflex run --env prod --backend-only` (the same server, one worker, the disk state manager, as
   ours) in the same run. Without a frontend build there is nothing to record, so the frames
   are formed as Reflex's state.js/context.js form them, from the values the compiler would
   put in the page (bench/blank_reflex/boot.py), and checked against the backend before the
@@ -46,9 +47,9 @@ refused connects, toasts (every toast in these flows is an error or a refusal), 
 `state_mismatch` (the frames' `state_schema` is not the backend's: a page would reload), a
 resume answered with another session, a blank send answered with another text. The load
 client is its own process (`--procs` spreads the clients over several), a hand-written asyncio
-websocket client (masking, no compression: granian does not negotiate permessage-deflate, so
-neither does the browser get it); on 2 cores it competes with the server for CPU, so the
-tables give both processes' CPU use.
+websocket client (masking, no compression: the production server does not negotiate
+permessage-deflate, so neither does the browser get it); on 2 cores it competes with the
+server for CPU, so the tables give both processes' CPU use.
 """
 
 from __future__ import annotations
@@ -142,11 +143,11 @@ class BenchError(Exception):
         self.kind = kind
 
 
-# --- the floor: a bare python-socketio echo, served by granian ------------------------------
+# --- the floor: a bare python-socketio echo, served like the app ----------------------------
 
 
 def floor_app() -> Any:
-    """`granian --interface asgi --factory bench.events:floor_app`: one echo event."""
+    """`gunicorn ... 'bench.events:floor_app()'`: one echo event."""
     import socketio
 
     sio = socketio.AsyncServer(
@@ -971,17 +972,18 @@ def free_port() -> int:
 
 
 class FloorServer:
-    """`granian --interface asgi --factory bench.events:floor_app`, one worker."""
+    """The floor app on the production server: gunicorn, one `chat_app.uvicorn_worker.Worker`."""
 
     def __init__(self, log: Path) -> None:
         self.port = free_port()
         self.log = log
-        granian = Path(sys.executable).parent / "granian"
+        from chat_app.uvicorn_worker import WORKER_CLASS
+
         with log.open("wb") as handle:
             self.process = subprocess.Popen(
-                [str(granian), "--interface", "asgi", "--factory", "--host", "127.0.0.1",
-                 "--port", str(self.port), "--workers", "1", "--log-level", "warning",
-                 "bench.events:floor_app"],
+                [sys.executable, "-m", "gunicorn", "--worker-class", WORKER_CLASS,
+                 "--workers", "1", "--bind", f"127.0.0.1:{self.port}", "--log-level", "warning",
+                 "bench.events:floor_app()"],
                 cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True,
                 env={**os.environ, "PYTHONPATH": str(ROOT)},
             )
@@ -1023,8 +1025,8 @@ def stop_group(process: subprocess.Popen) -> None:
 class BlankReflexServer:
     """The blank app (bench/blank_reflex) as production serves ours, minus the frontend.
 
-    `reflex run --env prod --backend-only`: Reflex's granian (`--interface asgi`) with one
-    worker (no Redis: the disk state manager, and Reflex then starts one worker), the same
+    `reflex run --env prod --backend-only`: the production server (bench/blank_reflex/rxconfig.py
+    selects it as ours does) with one worker (no Redis: the disk state manager), the same
     environment as ours (`tests/e2e/server.py`'s `app_env`: no `REDIS_URL`/`DATABASE_URL`).
     No frontend build, so no browser to record: `boot.py` (its own process) prints what the
     compiled page would carry and `blank_protocol` forms the frames from it. The constructor
@@ -1224,7 +1226,7 @@ def blank_notes(protocol: Protocol) -> list[str]:
         "Blank Reflex app (`bench/blank_reflex`: a `SessionState` with `sid = rx.LocalStorage`, "
         "an on_load handler `load` that sets `loaded = sid`, a `ChatState(SessionState)` with a "
         "background `send(text)` that sets `reply_text = text` in one `async with self`; no "
-        "database, no I/O), served by `reflex run --env prod --backend-only` (granian, one "
+        "database, no I/O), served by `reflex run --env prod --backend-only` (the same server, one "
         "worker, the disk state manager, as ours). Its frames are not recorded (no frontend "
         "build) but formed as state.js/context.js form them, from the values the compiler "
         "would bake into the page (`bench/blank_reflex/boot.py`): CONNECT "
@@ -1316,12 +1318,14 @@ def report(args: argparse.Namespace, results: dict[str, list[Level]],
     sections = []
     if FLOOR in results:
         sections.append(table(
-            "Event websocket floor: bare python-socketio echo on granian", "echoes/s",
+            "Event websocket floor: bare python-socketio echo on the production server",
+            "echoes/s",
             [(ECHO, level) for level in results[FLOOR]], floor, [
                 "`AsyncServer(async_mode='asgi', transports=['websocket'], allow_upgrades="
                 "False, async_handlers=False)` + one `echo` event that emits its data back, "
-                "`socketio.ASGIApp` at `/_event`, `granian --interface asgi --workers 1` "
-                "(as `reflex run --env prod` serves the app). Round trip: "
+                "`socketio.ASGIApp` at `/_event`, gunicorn with one "
+                "`chat_app.uvicorn_worker.Worker` (as `reflex run --env prod` serves the app). "
+                "Round trip: "
                 "`42/_event,[\"echo\",{\"n\":N}]` sent → the same packet received."]))
     if RESUME in results or BLANK_RESUME in results:
         sections.append(table(

@@ -1,10 +1,13 @@
 """Backend memory per connected client: RSS per idle websocket and per active session.
 
     python -m bench.memory [--clients 100,500,1000] [--cycles 5] [--cycle-clients 200]
-                           [--servers auto|granian,gunicorn,gunicorn-nodeflate] [--extra-path DIR]
+                           [--servers auto,granian,gunicorn-stock]
 
 Serves the app as `make run` does (tests/e2e/server.py: migrate, `reflex run --env prod
---single-port`, SQLite, disk state manager, 1 worker) on a fresh data dir in tmpfs, with every
+--single-port`, SQLite, disk state manager, 1 worker) on a fresh data dir in tmpfs, once per
+server: `auto` is what `make run` serves (gunicorn with `chat_app.uvicorn_worker.Worker`, chosen
+by rxconfig.py), `granian` is Reflex's default server without gunicorn (the comparison row), and
+`gunicorn-stock` is gunicorn with Reflex's own uvicorn worker class. With every
 rate limit raised, then opens websockets to Reflex's `/_event` endpoint from this process. The
 client is a small Engine.IO 4 / Socket.IO 5 client over `wsproto` (installed with Reflex),
 asyncio, one task per connection; it sends what Chromium sends: the `token` query parameter, the
@@ -326,36 +329,45 @@ def raise_fd_limit(needed: int) -> None:
         raise SystemExit(f"need {needed} file descriptors, `ulimit -n` allows fewer")
 
 
-def gunicorn_installed(extra_path: str) -> bool:
-    in_extra = any((Path(path) / "gunicorn").is_dir() for path in extra_path.split(os.pathsep)
-                   if path)
-    return (importlib.util.find_spec("gunicorn") is not None or in_extra) and (
-        importlib.util.find_spec("uvicorn") is not None)
+def gunicorn_installed() -> bool:
+    return all(importlib.util.find_spec(name) is not None for name in ("gunicorn", "uvicorn"))
 
 
-def server_env(server: str, extra_path: str) -> dict[str, str] | None:
+# name -> (what it is, environment overrides that select it); rows are labelled with the name.
+SERVERS: dict[str, tuple[str, dict[str, str]]] = {
+    "gunicorn": (
+        "what `make run` serves: gunicorn + `chat_app.uvicorn_worker.Worker` (wsproto, no "
+        "permessage-deflate), chosen by rxconfig.py",
+        {"REFLEX_USE_GRANIAN": "false"},
+    ),
+    "granian": (
+        "Reflex's server when gunicorn is not installed (`REFLEX_USE_GRANIAN=true`)",
+        {"REFLEX_USE_GRANIAN": "true"},
+    ),
+    "gunicorn-stock": (
+        "gunicorn + Reflex's own `uvicorn.workers.UvicornH11Worker` (permessage-deflate accepted)",
+        {"REFLEX_USE_GRANIAN": "false",
+         "GUNICORN_CMD_ARGS": "--worker-class uvicorn.workers.UvicornH11Worker"},
+    ),
+}
+
+
+def server_env(server: str) -> dict[str, str] | None:
     """Environment overrides that select `server`, or None when it is not installed."""
+    if server not in SERVERS:
+        raise SystemExit(f"unknown server {server!r}: {', '.join(SERVERS)} or auto")
     env = {"CHAT_APP_RATE_LIMITS": RAISED_LIMITS, "CHAT_APP_SWEEP_INTERVAL_MINUTES": "0"}
-    if extra_path:
-        env["PYTHONPATH"] = os.pathsep.join(
-            path for path in (extra_path, os.environ.get("PYTHONPATH", "")) if path)
-    if server == "granian":
-        return {**env, "REFLEX_USE_GRANIAN": "true"}
-    if not gunicorn_installed(extra_path):
+    if server.startswith("gunicorn") and not gunicorn_installed():
         return None
-    # Reflex runs `gunicorn --preload --worker-class uvicorn.workers.UvicornH11Worker ...`;
-    # GUNICORN_CMD_ARGS is appended and wins.
-    env["REFLEX_USE_GRANIAN"] = "false"
-    if server == "gunicorn":
-        return env
-    if server == "gunicorn-nodeflate":
-        return {**env, "GUNICORN_CMD_ARGS": "--worker-class bench.gunicorn_worker.NoDeflateWorker"}
-    raise SystemExit(f"unknown server {server!r}: {', '.join(SERVERS)} or auto")
+    return {**env, **SERVERS[server][1]}
 
 
-def auto_server(extra_path: str) -> str:
-    """What `make run` would use: gunicorn when gunicorn and uvicorn are both installed."""
-    return "gunicorn" if gunicorn_installed(extra_path) else "granian"
+def auto_server() -> str:
+    """What `make run` serves: gunicorn unless REFLEX_USE_GRANIAN says granian (rxconfig.py sets
+    it to false when unset) or gunicorn is missing (then Reflex falls back to granian)."""
+    if os.environ.get("REFLEX_USE_GRANIAN", "").lower() in ("1", "true", "yes", "y"):
+        return "granian"
+    return "gunicorn" if gunicorn_installed() else "granian"
 
 
 # --- tables ----------------------------------------------------------------------------------
@@ -391,6 +403,8 @@ def per_client_table(results: list[ServerResult]) -> str:
             "`State.hydrate`; active = CONNECT carrying `State.hydrate_and_load` as a browser's "
             "first visit (session issued, `is_hydrated` true). The client offers "
             "permessage-deflate as Chromium does; the row names what the server accepted.",
+            "Servers: " + "; ".join(f"{result.server} = {SERVERS[result.server][0]}"
+                                     for result in results) + ".",
             "State manager: disk (the default), SQLite in a tmpfs data dir, rate limits raised, "
             f"{CONCURRENCY} connections opened at a time.",
         ],
@@ -431,9 +445,6 @@ def cycles_table(results: list[ServerResult], cycle_clients: int) -> str:
     )
 
 
-SERVERS = ("granian", "gunicorn", "gunicorn-nodeflate")
-
-
 def least_squares_slope(values: list[int]) -> float:
     """Growth per step of the best straight line through `values`."""
     mean_x, mean_y = (len(values) - 1) / 2, sum(values) / len(values)
@@ -450,13 +461,9 @@ def main() -> None:
     parser.add_argument("--cycle-clients", type=int, default=200,
                         help="active clients in each cycle (default 200)")
     parser.add_argument(
-        "--servers", default="auto",
-        help="comma separated: granian, gunicorn (uvicorn workers, as Reflex runs them), "
-             "gunicorn-nodeflate (the same without permessage-deflate), or auto = what "
-             "`make run` would use (default auto)")
-    parser.add_argument("--extra-path", default="",
-                        help="directories (os.pathsep separated) put first on the server's "
-                             "PYTHONPATH, e.g. one made by `pip install --target DIR gunicorn`")
+        "--servers", default="auto,granian",
+        help="comma separated, each measured in its own server: auto = what `make run` serves "
+             f"(gunicorn), {', '.join(SERVERS)} (default %(default)s)")
     add_results_option(parser)
     args = parser.parse_args()
     steps = sorted(int(value) for value in args.clients.split(","))
@@ -464,14 +471,17 @@ def main() -> None:
     add_repo_root()
     from tests.e2e.server import start_app
 
-    servers = [auto_server(args.extra_path) if name == "auto" else name
-               for name in args.servers.split(",")]
+    servers: list[str] = []
+    for name in args.servers.split(","):
+        server = auto_server() if name == "auto" else name
+        if server not in servers:
+            servers.append(server)
     shm = Path("/dev/shm")
     results: list[ServerResult] = []
     skipped: list[str] = []
     failed: list[str] = []
     for server in servers:
-        env = server_env(server, args.extra_path)
+        env = server_env(server)
         if env is None:
             skipped.append(server)
             continue
