@@ -6,6 +6,7 @@ any worker serves any request, and losing a worker loses nothing.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import httpx
@@ -131,7 +132,15 @@ def test_killing_a_worker_mid_conversation_loses_nothing(
     victim_port = cluster.balancer.websockets[-1]  # the worker holding this page's websocket
     kill(cluster.workers[victim_port])
 
-    # The page reconnects through the balancer to the surviving worker; nothing was lost.
+    # The page reconnects through the balancer to the surviving worker. Typing is not raced
+    # against the page noticing the crash: an event written into the dead socket in that
+    # moment never reaches a server (its text stays in the composer, which clears only once
+    # a server saved the message), so the test waits for the reconnect, as a user would see.
+    deadline = time.monotonic() + UI_TIMEOUT_MS / 1000
+    while cluster.balancer.websockets[-1] == victim_port and time.monotonic() < deadline:
+        page.wait_for_timeout(100)
+    assert cluster.balancer.websockets[-1] != victim_port, "the page never reconnected"
+    # Nothing was lost: the second turn works on the survivor and the history is intact.
     send_and_wait(page, "Second question after the crash", 2)
     page.reload()
     assert wait_for_session(page) == sid
