@@ -11,7 +11,7 @@ export REFLEX_USE_NPM := 1
 export REFLEX_TELEMETRY_ENABLED := false
 export REFLEX_CHECK_LATEST_VERSION := false
 
-.PHONY: run dev test migrate deps test-deps browser lint bench clean
+.PHONY: run dev test fuzz migrate deps test-deps browser lint bench clean
 
 $(VENV)/.deps: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -47,6 +47,15 @@ browser: test-deps
 ## Every test: unit, migrations, API, browser (needs PostgreSQL and Redis on 127.0.0.1).
 test: test-deps browser
 	$(BIN)/pytest
+
+## Longer schema fuzzing of the API than `make test` runs, with a new seed each time (README: Fuzzing).
+FUZZ_EXAMPLES ?= 300
+FUZZ_SCENARIOS ?= 150
+FUZZ_SEED ?= $(shell date +%s)
+fuzz: test-deps
+	CHAT_APP_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) CHAT_APP_FUZZ_SCENARIOS=$(FUZZ_SCENARIOS) \
+	CHAT_APP_FUZZ_SEED=$(FUZZ_SEED) $(BIN)/pytest tests/api/test_fuzz_schema.py \
+		--timeout=3600
 
 lint: test-deps
 	$(BIN)/ruff check .

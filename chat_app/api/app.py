@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from chat_app.api.middleware import RequestMetaMiddleware
+from chat_app.api.openapi import describe_api
 from chat_app.api.problems import install_problem_handlers, use_problem_media_type
 from chat_app.api.routes import admin, blobs, files, health, messages, session
 from chat_app.container import Services
@@ -63,7 +64,7 @@ def _openapi_builder(api: FastAPI) -> Callable[[], dict[str, Any]]:
                 description=api.description,
                 routes=api.routes,
             )
-            api.openapi_schema = use_problem_media_type(schema)
+            api.openapi_schema = describe_api(use_problem_media_type(schema), prefix=API_PREFIX)
         return api.openapi_schema
 
     return build

@@ -75,15 +75,25 @@ def error_headers(exc: AppError) -> Mapping[str, str] | None:
     return None
 
 
+#: Errors whose `loc` says no more than where: a forbidden extra key's name is the client's,
+#: and an unparsable body's second part is only an offset into it.
+LOCATION_ONLY_ERRORS = {"extra_forbidden", "json_invalid"}
+
+
 def handle_validation_error(request: Request, exc: Exception) -> ProblemResponse:
     """Invalid request parameters: name the fields, never repeat their values."""
     assert isinstance(exc, RequestValidationError)
-    # Only the location and the declared name: deeper parts of `loc` may be client-chosen keys,
-    # and so is the name itself when the error is an unexpected (forbidden extra) key.
+    # Only the location and the declared name: deeper parts of `loc` may be client-chosen keys.
     fields = sorted({
-        ".".join(str(part) for part in err["loc"][: 1 if err["type"] == "extra_forbidden" else 2])
+        ".".join(str(part) for part in
+                 err["loc"][: 1 if err["type"] in LOCATION_ONLY_ERRORS else 2])
         for err in exc.errors()
     })
+    return invalid_request(request, fields)
+
+
+def invalid_request(request: Request, fields: list[str]) -> ProblemResponse:
+    """The 422 for input that does not fit the operation, naming where to look."""
     return problem_response(
         request,
         status=422,
@@ -95,6 +105,10 @@ def handle_validation_error(request: Request, exc: Exception) -> ProblemResponse
 def handle_http_exception(request: Request, exc: Exception) -> ProblemResponse:
     """Framework errors (unknown route, wrong method) with fixed texts."""
     assert isinstance(exc, StarletteHTTPException)
+    if isinstance(exc.__cause__, UnicodeDecodeError):
+        # FastAPI answers a JSON body it cannot parse with a 422 but one it cannot even decode as
+        # text with a bare 400 that no JSON route documents: one mistake, one answer.
+        return invalid_request(request, ["body"])
     status = exc.status_code
     phrase = http.HTTPStatus(status).phrase
     return problem_response(

@@ -95,6 +95,10 @@ class FilesPublic(BaseModel):
 class SweepRequest(BaseModel):
     """Optional body of POST /admin/sweep."""
 
+    # Strict and closed: a misspelt key (`dryrun`) or a lax value (`0`, `"no"`) must be refused,
+    # never read as "not a dry run", because that sweep really deletes.
+    model_config = ConfigDict(extra="forbid", strict=True)
+
     dry_run: bool = Field(False, description="Report what would be done; change nothing.")
 
 

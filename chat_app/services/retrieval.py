@@ -139,10 +139,13 @@ class Retriever:
             Passage(chunk.file_id, filename, chunk.page, chunk.ordinal, chunk.text)
             for chunk, filename in rows
         ]
-        if not passages:
-            return _Index(signature, [], files, None)
+        corpus = self._tokenize([p.text for p in passages])
+        if not any(corpus):
+            # No passage has a single term (only stopwords, punctuation...): bm25s refuses to
+            # index such a corpus, and no question could match it anyway.
+            return _Index(signature, passages, files, None)
         model = bm25s.BM25()
-        model.index(self._tokenize([p.text for p in passages]), show_progress=False)
+        model.index(corpus, show_progress=False)
         return _Index(signature, passages, files, model)
 
     def _tokenize(self, texts: list[str]) -> list[list[str]]:

@@ -8,6 +8,11 @@ import uuid
 from chat_app.errors import MalformedSessionId
 
 SESSION_ID_LENGTH = 36
+#: The accepted form as a JSON Schema / ECMA-262 pattern, for the API's documentation: the same
+#: ids as parse_session_id accepts (any letter case), which it keeps in agreement (unit test).
+SESSION_ID_PATTERN = (
+    "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-4[0-9a-fA-F]{3}-[89abAB][0-9a-fA-F]{3}-[0-9a-fA-F]{12}$"
+)
 # uuid.UUID() accepts braces, urn:uuid:, missing hyphens and more; only this exact form is ours.
 _CANONICAL_V4 = re.compile(
     r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}", re.ASCII

@@ -164,3 +164,19 @@ def test_dry_run_must_be_a_boolean(admin_api):
 
     body = assert_problem(response, 422, "invalid-request")
     assert "maybe" not in body["detail"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"dry_run": 0}, {"dry_run": "no"}, {"dry_run": "true"}, {"dryrun": True}, {"dry_run": None}],
+    ids=["zero", "string-no", "string-true", "misspelt-key", "null"],
+)
+def test_sweep_body_is_strict_and_closed(admin_api, body):
+    # Regression (schemathesis, negative_data_rejection): `{"dry_run": 0}` was read as false and
+    # a misspelt key was ignored, so a caller asking for a dry run could get a real sweep.
+    before = sweeps(admin_api)
+
+    response = admin_api.post("/admin/sweep", headers=AUTH, json=body)
+
+    assert_problem(response, 422, "invalid-request")
+    assert sweeps(admin_api) == before

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 import httpx
+import jsonschema_rs
 import pytest
 from sqlmodel import Session, func, select
 
@@ -207,6 +208,21 @@ def test_exactly_8000_characters_are_accepted(api):
     assert history(api, session_id)[0]["content"] == content
 
 
+@pytest.mark.parametrize("text", [b"the and of it", b"!!! ??? ...", b'{"a": "\\u0000"}'])
+def test_files_without_a_searchable_word_do_not_break_the_reply(api, text):
+    # Regression: bm25s refuses to index a corpus without a single term (stopwords and
+    # punctuation only), which made every later message of the session a 500.
+    session_id = api.new_session()
+    uploaded = api.upload(session_id, "notes.json" if text.startswith(b"{") else "notes.txt", text)
+    assert uploaded.status_code == 201, uploaded.text
+
+    response = send(api, session_id, "What does the vacation policy say?")
+
+    assert response.status_code == 200, response.text
+    assert response.json()["reply"]["status"] == "complete"
+    assert response.json()["reply"]["citations"] == []
+
+
 def test_openai_reply_as_json(openai_api, fake):
     session_id = openai_api.new_session()
     fake.reply_text = "Here is **my** answer."
@@ -280,6 +296,42 @@ def test_sse_openai_401_sends_error_then_failed_done(openai_api):
     assert_message(done, role="assistant", status="failed")
     assert done["content"] == error["detail"]
     assert history(openai_api, session_id) == [message, done]
+
+
+def documented_events(api: Api) -> tuple[dict, dict]:
+    """The documented schema of one server-sent event of POST /session/messages, and the
+    document's components (its $refs point there)."""
+    document = api.get("/openapi.json").json()
+    content = document["paths"]["/api/v1/session/messages"]["post"]["responses"]["200"]["content"]
+    return content["text/event-stream"]["schema"], document["components"]
+
+
+def conforms(event: dict[str, str], schema: dict, components: dict) -> bool:
+    """The event's fields match the schema, and its `data` JSON its event's `contentSchema`."""
+    if not jsonschema_rs.validator_for({**schema, "components": components}).is_valid(event):
+        return False
+    [branch] = [branch["properties"]["data"] for branch in schema["oneOf"]
+                if branch["properties"]["event"]["const"] == event["event"]]
+    assert branch["contentMediaType"] == "application/json"
+    payload = jsonschema_rs.validator_for({**branch["contentSchema"], "components": components})
+    return payload.is_valid(json.loads(event["data"]))
+
+
+@pytest.mark.parametrize("content", ["Hello", "Hello [fake:401]"], ids=["reply", "error"])
+def test_streamed_events_match_their_documented_schema(openai_api, content):
+    # Regression (schemathesis, response_schema_conformance): the stream was documented as one
+    # string, which tells clients nothing; each event is an object naming what its JSON carries.
+    schema, components = documented_events(openai_api)
+    session_id = openai_api.new_session()
+
+    response = send(openai_api, session_id, content, headers=SSE)
+
+    events = [{"event": name, "data": json.dumps(data)} for name, data in parse_events(response)]
+    assert {event["event"] for event in events} >= {"message", "done"}
+    for event in events:
+        assert conforms(event, schema, components), event
+    assert not conforms({"event": "token", "data": json.dumps({"txt": "x"})}, schema, components)
+    assert not conforms({"event": "party", "data": "{}"}, schema, components)
 
 
 def test_sse_cut_stream_keeps_the_partial_reply(openai_api, fake):

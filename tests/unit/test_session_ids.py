@@ -5,10 +5,18 @@ from __future__ import annotations
 import re
 import uuid
 
+import jsonschema_rs
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from chat_app.errors import MalformedSessionId
-from chat_app.services.session_ids import is_session_id, new_session_id, parse_session_id
+from chat_app.services.session_ids import (
+    SESSION_ID_PATTERN,
+    is_session_id,
+    new_session_id,
+    parse_session_id,
+)
 
 VALID_ID = "3f2b8c1e-9a4d-4c6b-8e2f-1a2b3c4d5e6f"
 CANONICAL_V4 = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
@@ -127,3 +135,29 @@ def test_new_session_ids_are_accepted_by_the_parser() -> None:
 def test_new_session_ids_are_unique() -> None:
     ids = [new_session_id() for _ in range(5_000)]
     assert len(set(ids)) == len(ids)
+
+
+# --- SESSION_ID_PATTERN: the OpenAPI document's statement of the same rule ----------------------
+
+#: Validated as JSON Schema does (ECMA-262 `$` is the end of the string, not before a newline).
+DOCUMENTED = jsonschema_rs.validator_for({"type": "string", "pattern": SESSION_ID_PATTERN})
+
+
+@pytest.mark.parametrize(
+    "raw", [param for param in MALFORMED_IDS if isinstance(param.values[0], str)]
+)
+def test_documented_pattern_refuses_what_the_parser_refuses(raw: str) -> None:
+    assert not DOCUMENTED.is_valid(raw)
+
+
+@settings(max_examples=200, derandomize=True, database=None)
+# fullmatch: Python's `$` would also let a trailing newline through, ECMA-262's does not.
+@given(st.from_regex(SESSION_ID_PATTERN, fullmatch=True))
+def test_parser_accepts_whatever_the_documented_pattern_allows(raw: str) -> None:
+    assert parse_session_id(raw) == raw.lower()
+
+
+def test_documented_pattern_allows_issued_and_upper_case_ids() -> None:
+    issued = new_session_id()
+    assert DOCUMENTED.is_valid(issued)
+    assert DOCUMENTED.is_valid(issued.upper())

@@ -24,6 +24,38 @@ MARKDOWN = "text/markdown; charset=utf-8"
 
 router = APIRouter(prefix="/session", tags=["messages"])
 
+MESSAGE_SCHEMA = {"$ref": "#/components/schemas/MessagePublic"}
+
+
+def _event_schema(name: str, payload: dict) -> dict:
+    return {
+        "properties": {
+            "event": {"const": name},
+            "data": {"type": "string", "contentMediaType": "application/json",
+                     "contentSchema": payload},
+        },
+    }
+
+
+#: One server-sent event as a client's parser hands it over (OpenAPI 3.2's model of an event
+#: stream item, which tools reading 3.1 apply to `schema`): its name and one line of JSON.
+EVENT_SCHEMA = {
+    "type": "object",
+    "required": ["event", "data"],
+    "properties": {
+        "event": {"enum": ["message", "token", "error", "done"]},
+        "data": {"type": "string"},
+    },
+    "oneOf": [
+        _event_schema("message", MESSAGE_SCHEMA),
+        _event_schema("token", {"type": "object", "required": ["text"],
+                                "properties": {"text": {"type": "string"}}}),
+        _event_schema("error", {"type": "object", "required": ["detail"],
+                                "properties": {"detail": {"type": "string"}}}),
+        _event_schema("done", {"anyOf": [MESSAGE_SCHEMA, {"type": "null"}]}),
+    ],
+}
+
 
 @router.get(
     "/messages",
@@ -47,7 +79,7 @@ def list_messages(
             "`Accept` is `text/event-stream`, server-sent events: `message` (the saved user "
             "message), `token` (`{\"text\"}` pieces of the reply), `error` (`{\"detail\"}`, "
             "when the assistant failed) and `done` (the saved reply).",
-            "content": {EVENT_STREAM: {"schema": {"type": "string"}}},
+            "content": {EVENT_STREAM: {"schema": EVENT_SCHEMA}},
         },
         **problem_responses(400, 404, 422, 429, 500, 503),
     },
