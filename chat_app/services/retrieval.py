@@ -69,9 +69,20 @@ class Retriever:
         self._cache_sessions = cache_sessions
         self._lock = threading.Lock()
 
-    def search(self, session_id: int, question: str, *, k: int = 3) -> SearchResult:
-        """The top `k` passages that share words with `question` (none when nothing matches)."""
-        index = self._index(session_id)
+    def search(
+        self,
+        session_id: int,
+        question: str,
+        *,
+        k: int = 3,
+        signature: tuple[str, ...] | None = None,
+    ) -> SearchResult:
+        """The top `k` passages that share words with `question` (none when nothing matches).
+
+        `signature`: the session's stored files as `signature` read them, when the caller has
+        just read them in its own transaction (saves a connection checkout per turn).
+        """
+        index = self._index(session_id, signature)
         if index.model is None:
             return SearchResult([], index.files)
         terms = [
@@ -101,17 +112,22 @@ class Retriever:
 
     # --- index ---------------------------------------------------------------------------------
 
-    def _index(self, session_id: int) -> _Index:
+    @staticmethod
+    def signature(db: Session, session_id: int) -> tuple[str, ...]:
+        """The ids of the session's stored files, in upload order: what its index is built from."""
+        return tuple(db.exec(
+            select(SessionFile.id)
+            .where(SessionFile.session_id == session_id, SessionFile.status == FILE_STORED)
+            .order_by(col(SessionFile.created_at), col(SessionFile.id))
+        ).all())
+
+    def _index(self, session_id: int, signature: tuple[str, ...] | None = None) -> _Index:
+        if signature is not None and (cached := self._cached(session_id, signature)):
+            return cached
         with Session(self._engine) as db:
-            signature = tuple(db.exec(
-                select(SessionFile.id)
-                .where(SessionFile.session_id == session_id, SessionFile.status == FILE_STORED)
-                .order_by(col(SessionFile.created_at), col(SessionFile.id))
-            ).all())
-            with self._lock:
-                cached = self._cache.get(session_id)
-                if cached is not None and cached.signature == signature:
-                    self._cache.move_to_end(session_id)
+            if signature is None:
+                signature = self.signature(db, session_id)
+                if cached := self._cached(session_id, signature):
                     return cached
             index = self._build(db, session_id, signature)
         with self._lock:
@@ -120,6 +136,15 @@ class Retriever:
             while len(self._cache) > self._cache_sessions:
                 self._cache.popitem(last=False)
         return index
+
+    def _cached(self, session_id: int, signature: tuple[str, ...]) -> _Index | None:
+        """The cached index when it was built from exactly these files."""
+        with self._lock:
+            cached = self._cache.get(session_id)
+            if cached is None or cached.signature != signature:
+                return None
+            self._cache.move_to_end(session_id)
+            return cached
 
     def _build(self, db: Session, session_id: int, signature: tuple[str, ...]) -> _Index:
         rows = db.exec(

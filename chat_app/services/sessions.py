@@ -174,6 +174,32 @@ class SessionService:
             raise SessionNotFound(rejection or "unknown")
         return self._view(row)
 
+    def claim_active(self, db: Session, raw_id: object, ctx: RequestContext) -> SessionView | None:
+        """In the caller's transaction: lock the session `raw_id` against a concurrent reset and
+        touch it, when it is active and valid; None otherwise (`resume` then says why).
+
+        For use cases that write into a session (a chat turn): one transaction instead of a
+        `resume` followed by the write, which cost a second transaction before the first token.
+        """
+        session_uuid = parse_session_id(raw_id)
+        now = self._clock()
+        # The write comes first: it takes the lock (the row on PostgreSQL, the database on
+        # SQLite) before anything is read. Read first, SQLite's snapshot could predate a reset
+        # committed meanwhile, and its upgrade to a writer would then fail instead of waiting.
+        locked = db.execute(
+            sa.update(UserSession)
+            .where(col(UserSession.uuid) == session_uuid,
+                   col(UserSession.status) == SESSION_ACTIVE)
+            .values(status=SESSION_ACTIVE)
+        )
+        if locked.rowcount != 1:
+            return None
+        row = self._find(db, session_uuid)
+        if row is None or self._policy.expiry_reason(row, now) is not None:
+            return None  # expired by the clock: `resume` ends it and records why
+        self._touch(db, row, ctx, now)
+        return self._view(row)
+
     def open_for_browser(
         self,
         stored_id: str | None,

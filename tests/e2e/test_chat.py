@@ -105,8 +105,9 @@ def test_markdown_renders_headings_code_blocks_and_quotes(page: Page, served_app
     expect(user.locator("pre code")).to_contain_text("print('hi')")
     expect(user.locator("li")).to_have_count(2)
     # The log's blockquote style (conversation.safe_markdown) reaches the rendered Markdown.
-    border = user.locator("blockquote").evaluate("(el) => getComputedStyle(el).borderLeftWidth")
-    assert border == "3px"
+    # A retrying assertion: the optimistic user row is swapped for the stored one, so a one-shot
+    # getComputedStyle can land on a detached node (which reports "").
+    expect(user.locator("blockquote")).to_have_css("border-left-width", "3px")
 
 
 def test_send_before_the_page_is_live_keeps_the_text(page: Page, served_app) -> None:
