@@ -11,10 +11,13 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from chat_app import sqlite_gate
 from chat_app.errors import DatabaseUnavailable
 
 SQLITE_BUSY_TIMEOUT_S = 30
 CONNECT_TIMEOUT_S = 5
+#: anyio's default worker thread count, where the services' blocking calls run.
+SQLITE_POOL_SIZE = 40
 
 
 @lru_cache(maxsize=8)
@@ -29,8 +32,15 @@ def get_engine(url: str) -> Engine:
             url,
             connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_S},
             hide_parameters=True,
+            # A connection for each of anyio's worker threads, so that none waits in the pool,
+            # whose wake-ups are not in order: writers queue in sqlite_gate, in order, instead.
+            # With 15 connections and 40 threads saving chat turns, p99 was 10 s.
+            pool_size=SQLITE_POOL_SIZE,
+            max_overflow=0,
+            pool_timeout=SQLITE_BUSY_TIMEOUT_S,
         )
         sa.event.listen(engine, "connect", _configure_sqlite)
+        sqlite_gate.install(engine, SQLITE_BUSY_TIMEOUT_S)
         return engine
     return sa.create_engine(
         url,
