@@ -141,6 +141,16 @@ class SeaweedServer:
 
     def start(self, timeout_s: float = 20) -> None:
         """Start the server and wait until S3 answers (about 3 s)."""
+        self.launch()
+        self.wait_ready(timeout_s)
+
+    def launch(self) -> None:
+        """Spawn `weed server` without waiting for it (then `wait_ready`, from any thread).
+
+        Call it from a thread that outlives the server: PR_SET_PDEATHSIG fires when the thread
+        that forked the child ends, not the process, so a server launched from a worker thread
+        (asyncio.to_thread) is killed when the executor retires that thread.
+        """
         if self._process is not None:
             raise RuntimeError("SeaweedFS is already running")
         (self.data_dir / "data").mkdir(parents=True, exist_ok=True)
@@ -155,9 +165,9 @@ class SeaweedServer:
                 env={**os.environ, "TMPDIR": str(self.data_dir / "logs")},
                 preexec_fn=_die_with_parent,
             )
-        self._wait_ready(timeout_s)
 
-    def _wait_ready(self, timeout_s: float) -> None:
+    def wait_ready(self, timeout_s: float) -> None:
+        """Until S3 writes and reads back a probe object; stops the server if it never does."""
         client = self.client(connect_timeout_s=1, read_timeout_s=2, max_attempts=1)
         deadline = time.monotonic() + timeout_s
         while True:
