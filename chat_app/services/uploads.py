@@ -40,7 +40,7 @@ from chat_app.services.file_rules import (
 )
 from chat_app.services.files import FileService, FileView, object_key, to_view
 from chat_app.services.sessions import SessionView
-from chat_app.storage.base import CHUNK_SIZE, ObjectWriter
+from chat_app.storage.base import CHUNK_SIZE, ObjectWriter, StorageError
 
 log = logging.getLogger(__name__)
 
@@ -128,8 +128,15 @@ class Upload:
                 assert row is not None
                 return to_view(row)
         # The session ended while the bytes were in flight: the object must not outlive it.
-        self._files.store.delete_many([self._key])
+        # The row is failed first: a store that cannot delete now (it went down after the
+        # write) must not leave the row `pending` and turn "session ended" into a 503. The
+        # object is then an orphan of an ended session, which the sweep deletes.
         self._mark_failed("session_ended")
+        try:
+            self._files.store.delete_many([self._key])
+        except StorageError as exc:
+            log.warning("could not delete an ended session's upload (%s); the sweep will",
+                        type(exc).__name__)
         raise SessionNotFound("ended")
 
     def abandon(self) -> None:

@@ -227,6 +227,34 @@ def test_a_reset_during_an_upload_fails_it_and_removes_its_object(
     sweep_and_check(services, services.store)
 
 
+def test_an_upload_whose_session_ended_answers_404_even_when_the_store_cannot_delete(
+    make_file_services, store: ObjectStore
+) -> None:
+    """The store fails the delete of an ended session's object (an outage that began after
+    the object was written): the row is still failed and audited, the answer still "session
+    ended", and the object is left to the sweep, not the row left `pending` behind a 503."""
+    flaky = FlakyStore(store)
+    services = make_file_services(store_override=flaky, CHAT_APP_ORPHAN_GRACE_MINUTES=0)
+    session = new_session(services)
+    upload = begin_upload(services.files, session.uuid, "in-flight.png", CTX)
+    upload.feed(PNG + b"\x00" * SNIFF_BYTES)
+    [pending] = file_rows(services.engine, session.id)
+    services.sessions.reset(session.uuid, CTX)
+    flaky.break_deletes()
+
+    with pytest.raises(SessionNotFound):
+        upload.finish()
+    assert file_row(services.engine, pending.id).status == FILE_FAILED
+    reasons = [r.details["reason"] for r in audit_rows(
+        services.engine, session_id=session.id, event="file.rejected")]
+    assert reasons == ["session_ended"]
+    assert session_keys(store, session.uuid) == [pending.object_key]  # the sweep's now
+
+    flaky.break_deletes(False)
+    sweep_and_check(services, store)
+    assert session_keys(store, session.uuid) == []
+
+
 def test_a_reset_before_the_head_is_sniffed_leaves_no_row(make_file_services) -> None:
     services = make_file_services()
     session = new_session(services)
