@@ -47,7 +47,8 @@ refused connects, toasts (every toast in these flows is an error or a refusal), 
 `state_mismatch` (the frames' `state_schema` is not the backend's: a page would reload), a
 resume answered with another session, a blank send answered with another text. The load
 client is its own process (`--procs` spreads the clients over several), a hand-written asyncio
-websocket client (masking, no compression: the production server does not negotiate
+websocket client (tests/reflex_socket.py, shared with the forged-event tests; masking, no
+compression: the production server does not negotiate
 permessage-deflate, so neither does the browser get it); on 2 cores it competes with the
 server for CPU, so the tables give both processes' CPU use.
 """
@@ -56,13 +57,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import contextlib
 import copy
 import json
 import multiprocessing
 import os
-import random
 import signal
 import socket
 import subprocess
@@ -71,7 +70,7 @@ import tempfile
 import time
 import urllib.request
 import uuid
-from collections import Counter, deque
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -85,9 +84,20 @@ from bench.common import (
     verdict,
 )
 
+# The raw Reflex socket client is shared with the forged-event tests (tests/e2e/
+# test_forged_socket_events.py); `tests` sits beside `bench` in the repository root.
+from tests.reflex_socket import (
+    EVENT_PATH,
+    HYDRATED_TRUE,
+    NAMESPACE,
+    ROOT_STATE,
+    ROUTER_DATA,
+    SocketError,
+    SocketIO,
+    event_body,
+)
+
 MODULE = "bench.events"
-NAMESPACE = "/_event"
-EVENT_PATH = "/_event/"
 TIMEOUT_S = 10.0
 SETUP_TIMEOUT_S = 120.0
 DRAIN_S = TIMEOUT_S + 1
@@ -107,12 +117,10 @@ RATE_LIMITS = ",".join(f"{name}={HIGH}" for name in (
     "create", "validate", "failed_validate", "read", "messages", "reset", "upload"))
 CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking"]
 MESSAGE = "What can you do?"
-ROOT_STATE = "reflex___state____state"
 SESSION_DETAILS = "session_details_rx_state_"
 REFRESH_TICK = "refresh_tick_rx_state_"
 REPLY_TEXT = "reply_text_rx_state_"
 STREAMING = "streaming_rx_state_"
-HYDRATED_TRUE = '"is_hydrated_rx_state_":true'
 # Targets of the issue.
 RESUME_FLOOR_RATIO = 2.0
 RESUME_RATE = 2000.0
@@ -131,16 +139,11 @@ APP_SCENARIOS = (RESUME, RESUME_OPEN, FIRST_TOKEN)
 BLANK_SCENARIOS = (BLANK_RESUME, BLANK_FIRST_TOKEN)
 BLANK_DIR = ROOT / "bench" / "blank_reflex"
 LOADED = "loaded_rx_state_"
-#: What `withRouterData` (state.js) puts on every event of a page served at `/`.
-ROUTER_DATA = {"pathname": "/", "asPath": "/"}
 
 
-class BenchError(Exception):
-    """A round trip that failed; `kind` is what the error table counts."""
-
-    def __init__(self, kind: str, detail: str = "") -> None:
-        super().__init__(f"{kind}: {detail}" if detail else kind)
-        self.kind = kind
+class BenchError(SocketError):
+    """A round trip that failed; `kind` is what the error table counts (the socket's own
+    failures are SocketErrors, counted the same way)."""
 
 
 # --- the floor: a bare python-socketio echo, served like the app ----------------------------
@@ -161,163 +164,6 @@ def floor_app() -> Any:
 
     sio.register_namespace(Echo(NAMESPACE))
     return socketio.ASGIApp(sio, socketio_path=EVENT_PATH.strip("/"))
-
-
-# --- a minimal websocket client (RFC 6455) --------------------------------------------------
-
-
-class WebSocket:
-    """Text frames over asyncio streams: masked sends, unmasked receives, pings answered."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._reader = reader
-        self._writer = writer
-        self._buffer = bytearray()
-        self._fragments: list[bytes] = []
-        self._messages: deque[str] = deque()
-        self.closed = False
-
-    @classmethod
-    async def connect(cls, host: str, port: int, target: str, protocol: str = "") -> WebSocket:
-        reader, writer = await asyncio.open_connection(host, port)
-        key = base64.b64encode(os.urandom(16)).decode()
-        lines = [
-            f"GET {target} HTTP/1.1", f"Host: {host}:{port}", "Upgrade: websocket",
-            "Connection: Upgrade", f"Sec-WebSocket-Key: {key}", "Sec-WebSocket-Version: 13",
-            f"Origin: http://{host}:{port}", "User-Agent: bench.events",
-        ]
-        if protocol:
-            lines.append(f"Sec-WebSocket-Protocol: {protocol}")
-        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
-        try:
-            head = await reader.readuntil(b"\r\n\r\n")
-        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError) as error:
-            writer.close()
-            raise BenchError("disconnect", "no websocket handshake") from error
-        if not head.startswith(b"HTTP/1.1 101"):
-            writer.close()
-            raise BenchError("refused", head.split(b"\r\n", 1)[0].decode(errors="replace"))
-        return cls(reader, writer)
-
-    def send(self, text: str) -> None:
-        self._send_frame(0x1, text.encode())
-
-    def _send_frame(self, opcode: int, payload: bytes) -> None:
-        size = len(payload)
-        if size < 126:
-            header = bytes((0x80 | opcode, 0x80 | size))
-        elif size < 65536:
-            header = bytes((0x80 | opcode, 0x80 | 126)) + size.to_bytes(2, "big")
-        else:
-            header = bytes((0x80 | opcode, 0x80 | 127)) + size.to_bytes(8, "big")
-        mask = random.randbytes(4)  # RFC 6455 only asks for unpredictable-enough keys
-        masked = (int.from_bytes(payload, "little")
-                  ^ int.from_bytes((mask * (size // 4 + 1))[:size], "little"))
-        self._writer.write(header + mask + masked.to_bytes(size, "little"))
-
-    async def recv(self) -> str:
-        """The next complete text message."""
-        while not self._messages:
-            if self.closed:
-                raise BenchError("disconnect", "closed by the server")
-            data = await self._reader.read(262144)
-            if not data:
-                self.closed = True
-                raise BenchError("disconnect", "connection closed")
-            self._buffer += data
-            self._parse()
-        return self._messages.popleft()
-
-    def _parse(self) -> None:
-        buffer, pos, end = self._buffer, 0, len(self._buffer)
-        while end - pos >= 2:
-            first, second = buffer[pos], buffer[pos + 1]
-            size, head = second & 0x7F, 2
-            if size == 126:
-                if end - pos < 4:
-                    break
-                size, head = int.from_bytes(buffer[pos + 2:pos + 4], "big"), 4
-            elif size == 127:
-                if end - pos < 10:
-                    break
-                size, head = int.from_bytes(buffer[pos + 2:pos + 10], "big"), 10
-            if second & 0x80:  # servers do not mask; tolerate it anyway
-                head += 4
-            if end - pos < head + size:
-                break
-            payload = bytes(buffer[pos + head:pos + head + size])
-            if second & 0x80:
-                mask = buffer[pos + head - 4:pos + head]
-                payload = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-            pos += head + size
-            opcode = first & 0x0F
-            if opcode in (0x0, 0x1, 0x2):
-                self._fragments.append(payload)
-                if first & 0x80:
-                    self._messages.append(b"".join(self._fragments).decode())
-                    self._fragments.clear()
-            elif opcode == 0x9:
-                self._send_frame(0xA, payload)
-            elif opcode == 0x8:
-                self.closed = True
-        del buffer[:pos]
-
-    async def close(self) -> None:
-        if not self.closed:
-            with contextlib.suppress(OSError, RuntimeError):
-                self._send_frame(0x8, (1000).to_bytes(2, "big"))
-        self.closed = True
-        self._writer.close()
-        with contextlib.suppress(OSError, ConnectionError):
-            await self._writer.wait_closed()
-
-
-# --- Engine.IO / Socket.IO framing -----------------------------------------------------------
-
-
-class SocketIO:
-    """One Engine.IO v4 websocket: `0` open, `2`/`3` ping/pong, `4x` Socket.IO packets."""
-
-    def __init__(self, ws: WebSocket) -> None:
-        self.ws = ws
-
-    @classmethod
-    async def open(cls, host: str, port: int, token: str | None, protocol: str) -> SocketIO:
-        query = f"token={token}&EIO=4&transport=websocket" if token else "EIO=4&transport=websocket"
-        ws = await WebSocket.connect(host, port, f"{EVENT_PATH}?{query}", protocol)
-        opening = await ws.recv()
-        if not opening.startswith("0{"):
-            await ws.close()
-            raise BenchError("refused", f"no Engine.IO open packet: {opening[:80]}")
-        return cls(ws)
-
-    def send(self, packet: str) -> None:
-        self.ws.send(packet)
-
-    async def recv(self) -> str:
-        """The next Socket.IO packet (`40...`, `42...`, `44...`); pings are answered."""
-        while True:
-            message = await self.ws.recv()
-            if message == "2":
-                self.ws.send("3")
-                continue
-            if message.startswith("1"):
-                raise BenchError("disconnect", "Engine.IO close")
-            if message.startswith("41"):
-                raise BenchError("disconnect", "Socket.IO disconnect")
-            if message.startswith("44"):
-                raise BenchError("refused", message[:200])
-            return message
-
-    async def close(self) -> None:
-        with contextlib.suppress(OSError, RuntimeError):
-            self.ws.send(f"41{NAMESPACE},")
-        await self.ws.close()
-
-
-def event_body(packet: str) -> Any:
-    """The JSON of `42/_event,[...]` (the part after the namespace)."""
-    return json.loads(packet[packet.index(",") + 1:])
 
 
 def check_packet(packet: str) -> None:
@@ -662,7 +508,7 @@ async def _run_level(job: dict[str, Any], conn: Any) -> dict[str, Any]:
         try:
             async with asyncio.timeout(SETUP_TIMEOUT_S):
                 await client.setup()
-        except (BenchError, OSError, TimeoutError) as error:
+        except (SocketError, OSError, TimeoutError) as error:
             errors[f"setup: {getattr(error, 'kind', type(error).__name__)}"] += 1
             failed_setup.add(index)
 
@@ -713,7 +559,7 @@ async def _run_level(job: dict[str, Any], conn: Any) -> dict[str, Any]:
                         await client.setup()
                         healthy = True
                     sample = await client.round_trip()
-            except (BenchError, OSError, TimeoutError, json.JSONDecodeError) as error:
+            except (SocketError, OSError, TimeoutError, json.JSONDecodeError) as error:
                 kind = getattr(error, "kind", None) or (
                     "timeout" if isinstance(error, TimeoutError) else type(error).__name__)
                 errors[kind] += 1
@@ -994,7 +840,7 @@ class FloorServer:
             try:
                 asyncio.run(self._probe())
                 return
-            except (OSError, BenchError):
+            except (OSError, SocketError):
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.2)
