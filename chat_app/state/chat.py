@@ -57,7 +57,7 @@ class ChatState(SessionState):
     def messages(self) -> list[dict[str, str]]:
         """The saved messages of this browser's session."""
         _ = self.sid, self.refresh_tick, self.chat_tick
-        session_id = self.shown_active_id()
+        session_id = self._shown_active_id()
         if session_id is None:
             return []
         try:

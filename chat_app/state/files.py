@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 
 import anyio.to_thread
@@ -36,7 +37,7 @@ class FilesState(SessionState):
         """The stored files of this browser's session."""
         _ = self.sid, self.refresh_tick, self.files_tick
         # Display only: the page-load flow does the validating and auditing.
-        session_id = self.shown_active_id()
+        session_id = self._shown_active_id()
         if session_id is None:
             return []
         try:
@@ -51,7 +52,10 @@ class FilesState(SessionState):
     @rx.event
     def set_upload_percent(self, progress: dict):
         """The browser's progress for the whole request (0-100)."""
-        self.upload_percent = round(float(progress.get("progress", 0)) * 100)
+        fraction = progress.get("progress", 0)
+        # Client input: a forged event may send text, NaN or infinity (Python's JSON reads both).
+        if isinstance(fraction, int | float) and math.isfinite(fraction):
+            self.upload_percent = min(100, max(0, round(fraction * 100)))
 
     @rx.event(background=True)
     async def upload_files(self, chunks: rx.UploadChunkIterator):

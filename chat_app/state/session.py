@@ -62,7 +62,9 @@ class SessionState(rx.State):
     # transactions, now 3 (bench.events). None until the tab's first load has run.
     _shown: SessionView | None = None
 
-    def shown_session(self) -> SessionView | None:
+    # Helpers start with "_": Reflex registers every public method of a State as an event
+    # handler, which any websocket client may then call by name.
+    def _shown_session(self) -> SessionView | None:
         """The session to display for `sid`: the one this tab loaded, else a read-only look-up.
 
         Callers read `self.sid` and `self.refresh_tick` themselves, so Reflex re-runs them.
@@ -74,16 +76,16 @@ class SessionState(rx.State):
         # Another tab of this browser changed the stored id (reset there): follow it.
         return services().sessions.peek(self.sid)
 
-    def shown_active_id(self) -> int | None:
+    def _shown_active_id(self) -> int | None:
         """The database id of the displayed session if it is active."""
-        view = self.shown_session()
+        view = self._shown_session()
         return view.id if view is not None and view.status == "active" else None
 
     @rx.var
     def session_details(self) -> dict[str, str]:
         """What the badge and the dev panel show."""
         _ = self.sid, self.refresh_tick
-        view = self.shown_session()
+        view = self._shown_session()
         if view is None:
             return {"short": "", "status": "none", "expires": "", "full": ""}
         return {
@@ -102,8 +104,10 @@ class SessionState(rx.State):
         return self._open(self.sid)
 
     @rx.event
-    def adopt_stored_id(self, stored: str):
+    def adopt_stored_id(self, stored: str | None):
         """After losing a reset race: take whatever id the winning tab stored, then validate it."""
+        # `None` when nothing is stored (the value of localStorage.getItem); the websocket's
+        # event guard (chat_app/event_guard.py) refuses anything the annotation does not allow.
         return self._open(stored if isinstance(stored, str) else "")
 
     @rx.event
