@@ -30,6 +30,8 @@ from reflex_base.config import get_config
 from starlette.routing import Mount
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from chat_app.event_guard import guard_event_socket
+
 log = logging.getLogger("chat_app.serving")
 TranslateRequest = Callable[[Scope, Receive, Send], Awaitable[dict[str, Any]]]
 
@@ -41,6 +43,8 @@ class ChatApp(rx.App):
         asgi = super().__call__()  # builds self.sio, the Socket.IO server
         if self.sio is not None:
             lighten_engineio(self.sio.eio)
+            if self.event_namespace is not None:
+                guard_event_socket(self.sio, self.event_namespace)
         return websocket_fast_path(self, asgi)
 
 
