@@ -1,6 +1,7 @@
 // The lazily loaded half of lazy_markdown.js: rx.markdown's defaults (GitHub-flavoured Markdown,
 // Radix typography, Prism code blocks that follow the colour mode) and no raw HTML: without a
 // rehype-raw plugin react-markdown shows HTML as text, and its URL filter drops `javascript:`.
+// Nothing rendered fetches anything: images become links (see `img` below).
 import { useContext, useMemo } from "react";
 import { jsx } from "@emotion/react";
 import ReactMarkdown from "react-markdown";
@@ -38,6 +39,14 @@ const STATIC_COMPONENTS = {
   a: ({ node, children, ...props }) =>
     jsx(Link, { css: { "&:hover": { color: "var(--accent-8)" } }, href: "#", ...props }, children),
   code: ({ node, children, ...props }) => jsx(Code, props, children),
+  // An image is never fetched: its URL, in a message or in a file passage the assistant quotes,
+  // would have the reader's browser call whatever host it names (with their address, and with
+  // whatever a prompt-injected assistant put into the URL). It shows as a link instead, which
+  // the reader may choose to open.
+  img: ({ src, alt }) => {
+    const label = alt ? `Image: ${alt}` : "Image";
+    return src ? jsx(Link, { href: src, title: src }, label) : jsx("span", null, label);
+  },
 };
 
 function codeBlock(colorMode) {

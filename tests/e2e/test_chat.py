@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from playwright.sync_api import Page, expect
@@ -93,6 +94,73 @@ def test_script_like_content_renders_as_inert_text(page: Page, served_app) -> No
         assert "javascript" not in (anchor.get_attribute("href") or "").lower()
     page.wait_for_timeout(300)
     assert dialogs == []
+
+
+#: A host that is not the app's: anything the page asks of it left the page (port 9, discard:
+#: nothing answers, so the test needs no network and a stray request cannot hang).
+ELSEWHERE = "http://127.0.0.2:9"
+HOSTILE_MARKDOWN = "\n\n".join([
+    f"![inline image]({ELSEWHERE}/inline.png)",
+    "![reference image][pic]",
+    f"[pic]: {ELSEWHERE}/reference.png",
+    f"[reference link][site] and <{ELSEWHERE}/autolink> and {ELSEWHERE}/bare-url",
+    f"[site]: {ELSEWHERE}/site",
+    f'> quoted <img src="{ELSEWHERE}/quoted.png" onerror="alert(\'q\')">',
+    f"> ![quoted image]({ELSEWHERE}/quoted-md.png)",
+    f'<video src="{ELSEWHERE}/v.mp4" autoplay></video> <iframe src="{ELSEWHERE}/f"></iframe>',
+    f"<style>@import url({ELSEWHERE}/s.css);</style> <link rel=stylesheet href={ELSEWHERE}/l.css>",
+])
+#: A file whose name and passage carry the same tricks; the assistant quotes the passage.
+HOSTILE_FILENAME = "<img src=x onerror=alert('f')> ![f](x.png) [l](javascript_alert(1)).txt"
+HOSTILE_PASSAGE = (
+    f"Kestrel lantern polish: ![passage image]({ELSEWHERE}/passage.png) and "
+    f'<img src="{ELSEWHERE}/passage-html.png" onerror="alert(\'p\')"> and [ref][r].\n\n'
+    f"[r]: {ELSEWHERE}/passage-ref\n"
+)
+
+
+def test_hostile_markdown_and_file_names_send_no_request_off_the_page(
+    page: Page, served_app, tmp_path: Path
+) -> None:
+    # Every request the page makes, from the first one: only the app's own origin may appear.
+    requests: list[str] = []
+    page.on("request", lambda request: requests.append(request.url))
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    open_app(page, served_app.url)
+
+    hostile_file = tmp_path / HOSTILE_FILENAME
+    hostile_file.write_text(HOSTILE_PASSAGE)
+    page.set_input_files(PICKER, str(hostile_file))
+    # As the upload rules clean it: `<`, `>` become `_`, leading ones are stripped.
+    shown_name = "img src=x onerror=alert('f')_ ![f](x.png) [l](javascript_alert(1)).txt"
+    expect(toast(page, f"Uploaded {shown_name}")).to_be_visible(timeout=UI_TIMEOUT_MS)
+    files = page.get_by_role("region", name="Files")
+    expect(files.get_by_role("listitem")).to_contain_text(shown_name)
+    # One turn: the message's own Markdown, and a reply quoting the file's passage.
+    send(page, f"{HOSTILE_MARKDOWN}\n\nHow is the kestrel lantern polished?")
+    wait_for_reply(page)
+    user = messages(page, "user").first
+    expect(user.locator("blockquote")).to_have_count(2)  # the Markdown renderer has run
+    expect(user).to_contain_text('<img src="')  # raw HTML shows as text
+    reply = messages(page, "assistant").first
+    expect(reply).to_contain_text("Kestrel lantern polish")
+    expect(reply).to_contain_text(shown_name)  # the citation, literally
+
+    page.wait_for_timeout(500)  # time for any image, frame or stylesheet to be fetched
+    app_origin = urlsplit(served_app.url).netloc
+    off_page = [url for url in requests
+                if urlsplit(url).scheme not in ("data", "blob")
+                and urlsplit(url).netloc != app_origin]
+    assert off_page == []
+    assert dialogs == []
+    assert conversation(page).locator("img, video, iframe, style, link").count() == 0
+    # An image shows as a link to it, labelled with its alt text (markdown_renderer.js).
+    expect(user.get_by_role("link", name="Image: inline image")).to_have_attribute(
+        "href", f"{ELSEWHERE}/inline.png")
+    expect(reply.get_by_role("link", name="Image: passage image")).to_have_count(1)
+    for anchor in page.locator("a").all():
+        assert "javascript" not in (anchor.get_attribute("href") or "").lower()
 
 
 def test_markdown_renders_headings_code_blocks_and_quotes(page: Page, served_app) -> None:
