@@ -76,4 +76,5 @@ bench: test-deps
 	$(BIN)/python -m bench.soak --serve backend --restart-store --clients 50 --seconds 25
 
 clean:
-	rm -rf .web .states data test-results bench/blank_reflex/.web bench/blank_reflex/.states
+	rm -rf .web .states data test-results bench/blank_reflex/.web bench/blank_reflex/.states \
+		bench/blank_page/.web bench/blank_page/.states

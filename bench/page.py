@@ -1,6 +1,6 @@
 """Page load with an empty cache in headless Chromium: bytes transferred, time to a usable composer.
 
-    python -m bench.page [--runs N] [--compression FORMATS]
+    python -m bench.page [--runs N] [--compression FORMATS] [--no-floor]
 
 Serves the app as `make run` does (tests/e2e/server.py: migrate, `reflex run --env prod
 --single-port`) on a fresh data dir and loads `/` N times (after one warm-up load), each time in
@@ -21,15 +21,24 @@ hydrated by React (its Enter-to-send handler attached), since the prerendered on
 before any script runs.
 
 Baseline, same loads: the static shell of the same page, DOMContentLoaded and first contentful
-paint from the Navigation and Paint Timing APIs. Targets (the issue): ≤ 400 KB, ≤ 300 ms.
+paint from the Navigation and Paint Timing APIs. Floor, same run: a blank Reflex page
+(bench/blank_page) whose page passes the same probe, loaded in turn with ours (`--no-floor`
+skips it). Targets (the issue): ≤ 400 KB, ≤ 300 ms.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
+import subprocess
+import sys
 import tempfile
+import time
+import urllib.request
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -48,6 +57,15 @@ MODULE = "bench.page"
 KB = 1000
 TARGET_BYTES = 400 * KB
 TARGET_MS = 300.0
+BLANK_PAGE_DIR = Path(__file__).parent / "blank_page"
+BLANK_START_TIMEOUT_S = 600  # a first production build under load
+FLOOR_NOTE = (
+    "Floor: bench/blank_page, a blank Reflex app (`rx.App()` as `reflex init` makes it) whose "
+    "page passes the same probe: a textarea labelled Message with a key handler, and a badge "
+    "filled with 8 characters by an on_load handler (no database). Served the same way, loaded "
+    "in turn with ours in the same browser. What ours takes above it is our own cost; the "
+    "framework's is what it takes."
+)
 CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking"]
 
 # Runs before any page script: stamps the websocket's milestones and the moment the composer
@@ -186,11 +204,12 @@ def load_once(browser, url: str) -> Load:
         context.close()
 
 
-def measure(url: str, runs: int) -> list[Load]:
-    """One warm-up load, then `runs` measured ones, each in a fresh context."""
+def measure(urls: list[str], runs: int) -> list[list[Load]]:
+    """Per url: one warm-up load, then `runs` measured ones, each in a fresh context; the
+    urls take turns, so that the machine's swings fall on each alike."""
     from playwright.sync_api import sync_playwright
 
-    loads: list[Load] = []
+    loads: list[list[Load]] = [[] for _ in urls]
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path="/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None,
@@ -198,12 +217,47 @@ def measure(url: str, runs: int) -> list[Load]:
         )
         try:
             for index in range(runs + 1):
-                load = load_once(browser, url)
-                if index:
-                    loads.append(load)
+                for url, kept in zip(urls, loads, strict=True):
+                    load = load_once(browser, url)
+                    if index:
+                        kept.append(load)
         finally:
             browser.close()
     return loads
+
+
+@contextlib.contextmanager
+def blank_page(folder: Path) -> Iterator[str]:
+    """bench/blank_page served as ours is (`reflex run --env prod --single-port`); its url."""
+    from tests.e2e.server import app_env, free_port
+
+    port = free_port()
+    log = folder / "blank-page.log"
+    folder.mkdir(parents=True, exist_ok=True)
+    reflex = Path(sys.executable).parent / "reflex"
+    with log.open("wb") as handle:
+        process = subprocess.Popen(
+            [str(reflex), "run", "--env", "prod", "--single-port", "--frontend-port", str(port),
+             "--backend-port", str(port)],
+            cwd=BLANK_PAGE_DIR, stdout=handle, stderr=subprocess.STDOUT,
+            start_new_session=True, env=app_env(folder / "data"),
+        )
+    url = f"http://localhost:{port}/"
+    try:
+        deadline = time.monotonic() + BLANK_START_TIMEOUT_S
+        while True:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"bench/blank_page did not start:\n{log.read_text()[-2000:]}")
+            try:
+                with urllib.request.urlopen(url, timeout=2):
+                    break
+            except OSError:
+                time.sleep(1)
+        yield url
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
 
 
 def kb(values: list[float]) -> str:
@@ -218,7 +272,9 @@ def served_by(load: Load) -> str:
             + ", ".join(f"{name} {count}" for name, count in encodings.most_common()))
 
 
-def summary_table(loads: list[Load], runs: int, compression: str) -> str:
+def summary_table(
+    loads: list[Load], runs: int, compression: str, floor: list[Load] | None = None
+) -> str:
     wire = [load.wire for load in loads]
     ready = [load.timings["ready"] for load in loads]
     dcl = [load.timings["dcl"] for load in loads]
@@ -256,6 +312,18 @@ def summary_table(loads: list[Load], runs: int, compression: str) -> str:
          " / ".join(f"{median(work(name)):.0f}"
                     for name in ("script", "style", "layout", "all tasks")), "", ""],
     ]
+    if floor:
+        floor_ready = [load.timings["ready"] for load in floor]
+        rows += [
+            ["Floor, blank Reflex page (bench/blank_page): usable (ms)",
+             fmt_runs(floor_ready, ".0f"), "",
+             f"ours / blank = {median(ready) / median(floor_ready):.2f}"],
+            ["… its DOMContentLoaded (ms)",
+             fmt_runs([load.timings["dcl"] for load in floor], ".0f"), "", ""],
+            ["… its bytes on the wire / decoded (KB)",
+             f"{median([load.wire for load in floor]) / KB:.1f} / "
+             f"{median([load.decoded for load in floor]) / KB:.1f}", "", ""],
+        ]
     return markdown_table(
         f"Page load, empty cache, headless Chromium (median of {runs})",
         MODULE,
@@ -272,6 +340,7 @@ def summary_table(loads: list[Load], runs: int, compression: str) -> str:
             f"Served by `reflex run --env prod --single-port`, SQLite, 1 worker "
             f"({served_by(loads[-1])}); precompressed formats: {compression}. Load average at "
             f"the end: {os.getloadavg()[0]:.1f} (the machine is shared; times swing with it).",
+            *([FLOOR_NOTE] if floor else []),
         ],
     )
 
@@ -305,6 +374,9 @@ def main() -> None:
         "--compression", default="",
         help="override rxconfig's frontend_compression_formats for this run, e.g. brotli,gzip "
              "(sets REFLEX_FRONTEND_COMPRESSION_FORMATS; the first accepted format is served)")
+    parser.add_argument(
+        "--no-floor", action="store_true",
+        help="skip the blank Reflex page (bench/blank_page; its first build takes ~1-2 min)")
     add_results_option(parser)
     args = parser.parse_args()
     add_repo_root()
@@ -313,14 +385,15 @@ def main() -> None:
     overrides = {}
     if args.compression:
         overrides["REFLEX_FRONTEND_COMPRESSION_FORMATS"] = args.compression
-    with tempfile.TemporaryDirectory(prefix="bench-page-") as folder:
+    with tempfile.TemporaryDirectory(prefix="bench-page-") as folder, \
+            contextlib.ExitStack() as servers:
+        urls = [] if args.no_floor else [servers.enter_context(blank_page(Path(folder)))]
         app = start_app(Path(folder) / "data", **overrides)
-        try:
-            loads = measure(app.url + "/", args.runs)
-        finally:
-            app.stop()
+        servers.callback(app.stop)
+        *floor, loads = measure([*urls, app.url + "/"], args.runs)
     compression = args.compression or "rxconfig.py's frontend_compression_formats"
-    publish(summary_table(loads, args.runs, compression), args.results)
+    publish(summary_table(loads, args.runs, compression, floor[0] if floor else None),
+            args.results)
     publish(largest_table(loads[-1]), args.results)
 
 
