@@ -36,9 +36,12 @@ def run_migrations_online() -> None:
         _run(connection)
         return
     url = config.get_main_option("sqlalchemy.url") or get_settings().database_url
-    with get_engine(url).connect() as conn:
+    # Unbounded: a schema change on a large table may rightly outlast the app's statement timeout.
+    engine = get_engine(url, bounded=False)
+    with engine.connect() as conn:
         _run(conn)
         conn.commit()
+    engine.dispose()  # a one-off: keep no idle connection beside the app's own pool
 
 
 if context.is_offline_mode():

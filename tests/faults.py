@@ -1,4 +1,4 @@
-"""Network faults for tests: a TCP forwarder that can cut or stall the link to a real server."""
+"""Network faults for tests: a TCP forwarder that can cut, stall or freeze the link to a server."""
 
 from __future__ import annotations
 
@@ -24,13 +24,17 @@ def _reset(sock: socket.socket) -> None:
 
 
 class TcpProxy:
-    """Forwards 127.0.0.1:`port` to a target; `cut`, `stall` and `restore` change what it does."""
+    """Forwards 127.0.0.1:`port` to a target; `cut`, `stall`, `freeze` and `restore` change what
+    it does."""
 
     def __init__(self, target_host: str, target_port: int) -> None:
         self.target = (target_host, target_port)
         self._lock = threading.Lock()
         self._connections: set[socket.socket] = set()
         self._stalled = False
+        # Cleared by freeze(): pumps hold what they read instead of forwarding it.
+        self._flowing = threading.Event()
+        self._flowing.set()
         self._listener: socket.socket | None = None
         self._accepting: threading.Thread | None = None
         self.port = 0
@@ -82,6 +86,7 @@ class TcpProxy:
         """Copy bytes one way until either side ends, then end both."""
         try:
             while data := source.recv(_BUFFER):
+                self._flowing.wait()  # frozen: hold the bytes; restore() resets the sockets
                 sink.sendall(data)
         except OSError:
             pass
@@ -117,18 +122,28 @@ class TcpProxy:
         """Reset every live connection and refuse new ones, as if the server went away."""
         self._stop_listening()
         self._drop_all()
+        self._flowing.set()  # frozen pumps wake to reset sockets and end
 
     def stall(self) -> None:
         """Reset live connections; new ones are accepted but nothing is ever forwarded."""
         self._stalled = True
         self._drop_all()
+        self._flowing.set()  # frozen pumps wake to reset sockets and end
         if self._listener is None:
             self._listen()
+
+    def freeze(self) -> None:
+        """Keep every connection open but forward nothing more, either way; new connections
+        are accepted and stalled. A link gone silent mid-conversation while this end's kernel
+        still ACKs, so TCP keepalives and `tcp_user_timeout` never notice."""
+        self._stalled = True
+        self._flowing.clear()
 
     def restore(self) -> None:
         """Forward normally again, on the same port."""
         self._stalled = False
         self._drop_all()  # stalled connections would hang their clients until timeouts
+        self._flowing.set()  # held bytes go nowhere: their sockets were just reset
         if self._listener is None:
             self._listen()
 

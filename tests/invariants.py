@@ -1,10 +1,12 @@
-"""Direct checks of SPEC section 11's storage invariants, for tests to call after any operation.
+"""Direct checks of SPEC section 11's invariants, for tests to call after any operation.
 
 2. No row in `session_files` with status `stored` lacks its object.
 3. After a sweep, no object older than the grace period belongs to a non-active session or to no
    (`pending`/`stored`) row.
+4. Every state change has its audit row: no session without `session.created`, no reset without
+   its successor and `session.reset`, no file that reached `stored` without `file.uploaded`.
 
-Both read the database and the store themselves; neither trusts a report.
+All read the database and the store themselves; none trusts a report.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -92,3 +95,53 @@ def assert_storage_invariants(
     """Invariants 2 and 3 together (call right after a sweep)."""
     assert_stored_rows_have_objects(engine, store, session_uuids=session_uuids)
     assert_no_stale_orphans(engine, store, older_than=older_than)
+
+
+#: Each query lists the ids of sessions some change left half-done (invariants 4 and 5).
+_HALF_DONE_SESSIONS = {
+    "a session without its `session.created` audit row": """
+        SELECT s.id FROM user_sessions s WHERE NOT EXISTS (
+            SELECT 1 FROM audit_log a WHERE a.session_id = s.id AND a.event = 'session.created')
+    """,
+    "a reset session without exactly one successor": """
+        SELECT s.id FROM user_sessions s WHERE s.status = 'reset' AND (
+            SELECT count(*) FROM user_sessions n WHERE n.predecessor_id = s.id) <> 1
+    """,
+    "a reset session without its `session.reset` audit row": """
+        SELECT s.id FROM user_sessions s WHERE s.status = 'reset' AND NOT EXISTS (
+            SELECT 1 FROM audit_log a WHERE a.session_id = s.id AND a.event = 'session.reset')
+    """,
+    "a successor whose predecessor was not reset": """
+        SELECT n.id FROM user_sessions n JOIN user_sessions s ON s.id = n.predecessor_id
+        WHERE s.status <> 'reset'
+    """,
+    "an expired session without its `session.expired` audit row": """
+        SELECT s.id FROM user_sessions s WHERE s.status = 'expired' AND NOT EXISTS (
+            SELECT 1 FROM audit_log a WHERE a.session_id = s.id AND a.event = 'session.expired')
+    """,
+    "files that reached `stored` without as many `file.uploaded` audit rows": """
+        SELECT s.id FROM user_sessions s WHERE (
+            SELECT count(*) FROM session_files f
+            WHERE f.session_id = s.id AND f.status IN ('stored', 'deleting', 'deleted')
+        ) <> (
+            SELECT count(*) FROM audit_log a
+            WHERE a.session_id = s.id AND a.event = 'file.uploaded')
+    """,
+}
+
+
+def half_done_sessions(engine: Engine) -> dict[str, list[int]]:
+    """Session ids that break invariant 4 or 5, by what is wrong with them (every session)."""
+    found: dict[str, list[int]] = {}
+    with engine.connect() as conn:
+        for problem, query in _HALF_DONE_SESSIONS.items():
+            ids = list(conn.execute(sa.text(query)).scalars())
+            if ids:
+                found[problem] = ids
+    return found
+
+
+def assert_no_half_done_sessions(engine: Engine) -> None:
+    """Invariants 4 and 5 over every session in the database: each change whole, or absent."""
+    found = half_done_sessions(engine)
+    assert found == {}, f"half-done changes: {found}"

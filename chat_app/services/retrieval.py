@@ -12,6 +12,7 @@ import Stemmer
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from chat_app.db import unit_of_work
 from chat_app.models import FILE_STORED, FileChunk, SessionFile
 
 #: Indexes kept in memory; a miss costs one rebuild (~40 ms per 1,000 passages).
@@ -124,7 +125,8 @@ class Retriever:
     def _index(self, session_id: int, signature: tuple[str, ...] | None = None) -> _Index:
         if signature is not None and (cached := self._cached(session_id, signature)):
             return cached
-        with Session(self._engine) as db:
+        # unit_of_work, like every service: a lost database is a 503 here too, not a 500.
+        with unit_of_work(self._engine) as db:
             if signature is None:
                 signature = self.signature(db, session_id)
                 if cached := self._cached(session_id, signature):
