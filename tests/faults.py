@@ -32,6 +32,8 @@ class TcpProxy:
         self._lock = threading.Lock()
         self._connections: set[socket.socket] = set()
         self._stalled = False
+        #: Connections accepted while stalled or frozen, and never forwarded.
+        self.held = 0
         # Cleared by freeze(): pumps hold what they read instead of forwarding it.
         self._flowing = threading.Event()
         self._flowing.set()
@@ -67,6 +69,7 @@ class TcpProxy:
             client.settimeout(None)
             self._track(client)
             if self._stalled:
+                self.held += 1
                 continue  # hold it open, read nothing, send nothing
             try:
                 upstream = self._open_upstream()

@@ -54,9 +54,13 @@ class ChatState(SessionState):
     pending_text: str = ""
 
     @rx.var
-    def messages(self) -> list[dict[str, str]]:
+    async def messages(self) -> list[dict[str, str]]:
         """The saved messages of this browser's session."""
         _ = self.sid, self.refresh_tick, self.chat_tick
+        # In a worker thread, like FilesState.files: a silent database must not stall the loop.
+        return await anyio.to_thread.run_sync(self._saved_messages)
+
+    def _saved_messages(self) -> list[dict[str, str]]:
         session_id = self._shown_active_id()
         if session_id is None:
             return []

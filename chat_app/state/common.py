@@ -31,8 +31,9 @@ def request_context(state: rx.State, actor: str = "browser") -> RequestContext:
     )
 
 
-def error_toast(error: AppError) -> rx.event.EventSpec:
+def error_toast(error: AppError, *, description: str | None = None) -> rx.event.EventSpec:
     """The toast that tells the user what went wrong and what to do (STYLE 13)."""
+    extra = {"description": description} if description else {}
     if error.toast_level == "warning":
-        return rx.toast.warning(error.detail)
-    return rx.toast.error(error.detail)
+        return rx.toast.warning(error.detail, **extra)
+    return rx.toast.error(error.detail, **extra)

@@ -33,9 +33,14 @@ class FilesState(SessionState):
         return self.uploads if self.uploads_sid == self.sid else []
 
     @rx.var
-    def files(self) -> list[dict[str, str]]:
+    async def files(self) -> list[dict[str, str]]:
         """The stored files of this browser's session."""
         _ = self.sid, self.refresh_tick, self.files_tick
+        # In a worker thread: computed on every page load (hydration), and a database that is
+        # silent until its timeouts must not stall the event loop every tab of this worker shares.
+        return await anyio.to_thread.run_sync(self._stored_files)
+
+    def _stored_files(self) -> list[dict[str, str]]:
         # Display only: the page-load flow does the validating and auditing.
         session_id = self._shown_active_id()
         if session_id is None:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import anyio.to_thread
 import reflex as rx
 
-from chat_app.errors import AppError, ResetConflict, SessionNotFound
-from chat_app.services.sessions import OpenResult, SessionView
+from chat_app.errors import AppError, ResetConflict, ServiceUnavailable, SessionNotFound
+from chat_app.services.sessions import OpenResult, ResetResult, SessionContents, SessionView
 from chat_app.state.common import error_toast, request_context, services
 
 FOLLOW_OTHER_TAB = "Switching to this browser's current session."
@@ -19,6 +20,9 @@ REPLACED_DETAIL = {
     "ended": "It was reset or ended.",
     "expired": "It expired after a period without use.",
 }
+#: After a 503: what the user can do, and that waiting costs nothing.
+LOAD_LATER = "Reload the page in a moment to continue; nothing was lost."
+RESET_LATER = "Nothing was erased: this session is unchanged."
 
 
 def format_day(value: Any) -> str:
@@ -98,25 +102,32 @@ class SessionState(rx.State):
             "ended": format_moment(view.ended_at),
         }
 
-    @rx.event
-    def load_session(self):
-        """Page load: resume the stored id, or issue a new session and explain why."""
-        return self._open(self.sid)
+    # The handlers below run their service calls in a worker thread: a database that is slow or
+    # silent (up to its timeouts, chat_app/db.py) must hold up this tab's event, not the event
+    # loop every tab and API request of this worker shares.
 
     @rx.event
-    def adopt_stored_id(self, stored: str | None):
+    async def load_session(self):
+        """Page load: resume the stored id, or issue a new session and explain why."""
+        return await self._open(self.sid)
+
+    @rx.event
+    async def adopt_stored_id(self, stored: str | None):
         """After losing a reset race: take whatever id the winning tab stored, then validate it."""
         # `None` when nothing is stored (the value of localStorage.getItem); the websocket's
         # event guard (chat_app/event_guard.py) refuses anything the annotation does not allow.
-        return self._open(stored if isinstance(stored, str) else "")
+        return await self._open(stored if isinstance(stored, str) else "")
 
     @rx.event
-    def open_reset_dialog(self):
+    async def open_reset_dialog(self):
         """Count what a reset would erase, then ask for confirmation."""
+        sid, ctx = self.sid, request_context(self)
         try:
-            contents = services().sessions.contents(self.sid, request_context(self))
+            contents: SessionContents = await anyio.to_thread.run_sync(
+                services().sessions.contents, sid, ctx
+            )
         except AppError as error:
-            return [error_toast(error), *self._reopen_events()]
+            return [error_toast(error), *self._reopen_events(error)]
         self.erase_messages = contents.messages
         self.erase_files = contents.files
         self.erase_bytes = contents.bytes
@@ -130,22 +141,29 @@ class SessionState(rx.State):
         self.reset_dialog_open = value
 
     @rx.event
-    def confirm_reset(self):
+    async def confirm_reset(self):
         """Erase this session and start a new one."""
         self.reset_dialog_open = False
         svc = services()
-        ctx = request_context(self)
+        sid, ctx = self.sid, request_context(self)
+
+        def reset() -> ResetResult:
+            svc.limiter.hit("reset", svc.audit.session_ref(sid) if sid else "none")
+            return svc.sessions.reset(sid, ctx)
+
         try:
-            svc.limiter.hit("reset", svc.audit.session_ref(self.sid) if self.sid else "none")
-            result = svc.sessions.reset(self.sid, ctx)
+            result = await anyio.to_thread.run_sync(reset)
         except (ResetConflict, SessionNotFound) as error:
             # Another tab won or ended it: follow local storage rather than issue a third session.
             return [
                 rx.toast.warning(error.detail, description=FOLLOW_OTHER_TAB),
                 rx.call_script(READ_STORED_ID, callback=SessionState.adopt_stored_id),
             ]
+        except ServiceUnavailable as error:
+            # The reset's one transaction never committed: say so, and keep the page as it is.
+            return error_toast(error, description=RESET_LATER)
         except AppError as error:
-            return [error_toast(error), *self._reopen_events()]
+            return [error_toast(error), *self._reopen_events(error)]
         self._show(result.session)
         erased = (
             f"{plural(result.erased_messages, 'message')} and "
@@ -155,16 +173,21 @@ class SessionState(rx.State):
 
     # --- shared steps -----------------------------------------------------------------------
 
-    def _open(self, stored: str):
+    async def _open(self, stored: str):
         svc = services()
         ctx = request_context(self)
-        try:
-            result: OpenResult = svc.sessions.open_for_browser(
+
+        def open_session() -> OpenResult:
+            return svc.sessions.open_for_browser(
                 stored or None, ctx, before_create=lambda: svc.limiter.hit("create", ctx.ip or "-")
             )
+
+        try:
+            result = await anyio.to_thread.run_sync(open_session)
         except AppError as error:
             self._forget_shown()  # nothing validated: show no session rather than a stale one
-            return error_toast(error)
+            unavailable = isinstance(error, ServiceUnavailable)
+            return error_toast(error, description=LOAD_LATER if unavailable else None)
         self._show(result.session)
         if result.outcome != "replaced":
             return None
@@ -172,7 +195,11 @@ class SessionState(rx.State):
             REPLACED_TOAST, description=REPLACED_DETAIL.get(result.rejected_reason or "", "")
         )
 
-    def _reopen_events(self) -> list:
+    def _reopen_events(self, error: AppError) -> list:
+        if isinstance(error, ServiceUnavailable):
+            # A dependency down says nothing about the session: re-running the page-load flow
+            # would wait on the same dependency again, then show no session at all.
+            return []
         # The stored id no longer validates: run the page-load flow, which issues a new one.
         return [SessionState.load_session]
 

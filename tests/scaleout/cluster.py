@@ -4,6 +4,7 @@ Worker A is `reflex run --env prod --single-port` (it builds the frontend, with 
 URL baked in through REFLEX_API_URL, as a production build behind a load balancer must be).
 Worker B serves the same build with Reflex's own production backend runner (gunicorn), so one
 folder needs one build. Both read the same environment: the production configuration of SPEC 10.
+Their PostgreSQL is reached through a TcpProxy (`Cluster.db_link`), so tests can fault it.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
+import sqlalchemy as sa
 
 from tests.e2e.server import ServedApp, app_env, free_port, serve, start_app
+from tests.faults import TcpProxy
 from tests.scaleout.balancer import RoundRobinBalancer
 from tests.seaweed import ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY, SeaweedServer
 
@@ -34,6 +37,10 @@ class Cluster:
     """The balancer's URL and each worker by its port."""
 
     balancer: RoundRobinBalancer
+    #: The workers' link to PostgreSQL (cut, stall or freeze it to fault the database).
+    db_link: TcpProxy
+    #: The database itself, reached directly (for the tests' own look at the rows).
+    database_url: str
     workers: dict[int, ServedApp] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
 
@@ -81,13 +88,16 @@ def cluster_env(database_url: str, seaweed: SeaweedServer, bucket: str, balancer
     }
 
 
-def start_cluster(folder: Path, database_url: str, seaweed: SeaweedServer, bucket: str,
-                  ) -> Cluster:
-    """Both workers up and answering, behind the balancer."""
+def start_cluster(folder: Path, database_url: str, seaweed: SeaweedServer, bucket: str, *,
+                  db_link: TcpProxy) -> Cluster:
+    """Both workers up and answering, behind the balancer, reaching PostgreSQL via `db_link`."""
     redis.Redis.from_url(f"redis://127.0.0.1:6379/{REDIS_DB}").flushdb()
     ports = [free_port(), free_port()]
     balancer = RoundRobinBalancer(ports)
-    cluster = Cluster(balancer, env=cluster_env(database_url, seaweed, bucket, balancer.port))
+    linked_url = sa.engine.make_url(database_url).set(host="127.0.0.1", port=db_link.port)
+    env = cluster_env(linked_url.render_as_string(hide_password=False), seaweed, bucket,
+                      balancer.port)
+    cluster = Cluster(balancer, db_link, database_url, env=env)
     try:
         cluster.workers[ports[0]] = start_app(folder / "a", port=ports[0], **cluster.env)
         cluster.workers[ports[1]] = start_backend(folder / "b", ports[1], **cluster.env)

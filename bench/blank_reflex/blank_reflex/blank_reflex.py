@@ -20,7 +20,7 @@ class SessionState(rx.State):
 
     @rx.event
     def load(self) -> None:
-        """on_load: a sync handler, like `load_session`, that only reads the stored id."""
+        """on_load: a handler that only reads the stored id (`load_session` looks it up)."""
         self.loaded = self.sid
 
 
