@@ -85,8 +85,9 @@ def database_url(pg_url: str) -> str:
 
 @pytest.fixture
 def proxy() -> Iterator[TcpProxy]:
-    host, port = sa.engine.make_url(PG_ADMIN_URL).host, sa.engine.make_url(PG_ADMIN_URL).port
-    with TcpProxy(host or "127.0.0.1", port or 5432) as link:
+    """A link to the PostgreSQL server, for this test alone."""
+    server = sa.engine.make_url(PG_ADMIN_URL)
+    with TcpProxy(server.host or "127.0.0.1", server.port or 5432) as link:
         yield link
 
 
@@ -125,12 +126,13 @@ def make_faulty(make_api, proxy: TcpProxy, pg_url: str) -> Iterator[Callable[...
 
 @dataclass(frozen=True)
 class Operation:
-    """One API call, what success looks like, and the statement to freeze the link at."""
+    """One API call, what success looks like, and where a fault in the middle of it strikes."""
 
     call: Callable[[Api, str], httpx.Response]
     success: int
-    #: True for the SQL statement during which the link is frozen (the transaction is open).
-    freeze_at: Callable[[str], bool]
+    #: True for the SQL statement just before which a mid-call fault strikes (its transaction
+    #: open, earlier statements done).
+    midway: Callable[[str], bool]
 
 
 OPERATIONS = {
@@ -144,7 +146,7 @@ OPERATIONS = {
     ),
     "reset": Operation(
         lambda api, sid: api.post("/session/reset", sid), 201,
-        # After the old session's UPDATE went out: mid-transaction.
+        # Releasing the files: the old session already ended, its successor inserted.
         lambda sql: sql.startswith("UPDATE session_files SET status"),
     ),
     "upload": Operation(
@@ -272,7 +274,7 @@ def test_postgres_link_cut_is_503_at_once_and_nothing_half_done(
     faulty = make_faulty(bound_s=0)
     before = prepare(faulty.api)
     if name == "upload-commit":  # cut while the object is written and its row `pending`
-        with fault_at(faulty.api.services.engine, proxy.cut, OPERATIONS[name].freeze_at):
+        with fault_at(faulty.api.services.engine, proxy.cut, OPERATIONS[name].midway):
             run_faulted(name, faulty, before)
         return
     proxy.cut()
@@ -297,7 +299,7 @@ def test_postgres_link_frozen_mid_transaction_is_503_within_the_network_timeout(
     # Regression: nothing bounded a silent established link; the request hung forever.
     faulty = make_faulty(bound_s=NETWORK_S)
     before = prepare(faulty.api)
-    with fault_at(faulty.api.services.engine, proxy.freeze, OPERATIONS[name].freeze_at):
+    with fault_at(faulty.api.services.engine, proxy.freeze, OPERATIONS[name].midway):
         run_faulted(name, faulty, before)
 
 
@@ -308,12 +310,15 @@ def test_a_transaction_orphaned_by_a_frozen_link_releases_its_locks(
     # (2 h), so the session could not be reset through a working link meanwhile.
     faulty = make_faulty(bound_s=NETWORK_S)
     before = prepare(faulty.api)
-    with fault_at(faulty.api.services.engine, proxy.freeze, OPERATIONS["reset"].freeze_at):
+    frozen_at = time.monotonic()
+    with fault_at(faulty.api.services.engine, proxy.freeze, OPERATIONS["reset"].midway):
         response = faulty.api.post("/session/reset", before.sid)
     assert_problem(response, 503, "database-unavailable")
-    # The link stays frozen: only the server's idle-in-transaction timeout frees the row.
+    # The link stays frozen: only the server's idle-in-transaction timeout can free the row.
     direct = make_api(DATABASE_URL=pg_url, raise_server_exceptions=False)
-    reset = direct.post("/session/reset", before.sid)
+    while (reset := direct.post("/session/reset", before.sid)).status_code == 503:
+        assert time.monotonic() - frozen_at < IDLE_S + MARGIN_S, "the row stayed locked"
+        time.sleep(0.2)
     assert reset.status_code == 201, reset.text
     assert_no_half_done_sessions(faulty.direct)
 
