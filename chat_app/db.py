@@ -25,14 +25,14 @@ SQLITE_POOL_SIZE = 40
 #: PostgreSQL cancels any statement that runs longer, lock waits included: a slow or contended
 #: server answers a request with an error (503) in bounded time and the connection stays usable.
 #: The app's statements are indexed single-row or 1,000-row batches that take milliseconds.
-STATEMENT_TIMEOUT_S = 4
+STATEMENT_TIMEOUT_S = 3
 #: The client closes a connection whose server has been silent this long in one round trip. A link
 #: that stops forwarding mid-query while something on the way still ACKs (a proxy, a NAT, a
 #: firewall that dropped its state) defeats TCP keepalives and `tcp_user_timeout`, so only a
 #: deadline of our own ends the wait. One second above STATEMENT_TIMEOUT_S: a slow server's own
-#: cancellation arrives first and keeps the connection. A failing step then costs at most this
-#: plus CONNECT_TIMEOUT_S (a pooled connection's ping, then one reconnect), 10 s: within Reflex's
-#: Redis state lock (10 s), which a page-load handler holds while it waits.
+#: cancellation arrives first and keeps the connection. A failing step costs at most this plus
+#: CONNECT_TIMEOUT_S (a pooled connection's ping, then one reconnect), 9 s: within the 10 s of
+#: Reflex's Redis state lock, which a page-load or reset handler holds while it waits.
 NETWORK_TIMEOUT_S = STATEMENT_TIMEOUT_S + 1
 #: PostgreSQL ends a session left idle inside a transaction this long. A client whose link died
 #: mid-transaction otherwise keeps its row locks (a session being reset) until the server's TCP

@@ -18,7 +18,7 @@ import pytest
 import sqlalchemy as sa
 from playwright.sync_api import Browser, expect
 
-from chat_app.db import CONNECT_TIMEOUT_S, get_engine
+from chat_app.db import CONNECT_TIMEOUT_S, STATEMENT_TIMEOUT_S, get_engine
 from chat_app.models import utcnow
 from chat_app.state.session import LOAD_LATER, RESET_LATER
 from chat_app.storage.s3 import S3Store
@@ -38,8 +38,9 @@ from tests.seaweed import REGION, SeaweedServer
 pytestmark = pytest.mark.e2e
 
 DATABASE_DOWN = "The database is unavailable"
-#: How long a blocked reset may take to show up as waiting on its lock.
-LOCK_WAIT_S = 3  # below the statement timeout (4 s), which would cancel the wait
+#: How long a blocked reset may take to show up as waiting on its lock: less than the statement
+#: timeout, which would cancel its wait before the worker is killed.
+LOCK_WAIT_S = STATEMENT_TIMEOUT_S - 1
 
 
 @contextmanager
