@@ -392,9 +392,12 @@ def test_sqlite_locked_is_503_within_the_busy_timeout(
 # --- a reply gathering passages -------------------------------------------------------------------
 
 
-def is_passage_lookup(sql: str) -> bool:
-    """The retriever's first query: which stored files the session's index must cover."""
-    return sql.startswith("SELECT session_files.id") and "FROM session_files" in sql
+def is_passage_read(sql: str) -> bool:
+    """The retriever's own query, after the turn's transaction: the passages of a new index.
+
+    (Which files the index covers is read in the turn's transaction: a fault there rolls the
+    whole turn back, a plain 503 with nothing saved, like any other statement of it.)"""
+    return sql.startswith("SELECT file_chunks.") and "JOIN session_files" in sql
 
 
 def test_a_database_lost_while_a_reply_gathers_passages_is_503_not_500(
@@ -405,7 +408,7 @@ def test_a_database_lost_while_a_reply_gathers_passages_is_503_not_500(
     faulty = make_faulty(bound_s=0)
     before = prepare(faulty.api)
     question = {"content": "What do the notes say?"}
-    with fault_at(faulty.api.services.engine, proxy.cut, is_passage_lookup):
+    with fault_at(faulty.api.services.engine, proxy.cut, is_passage_read):
         response = faulty.api.post("/session/messages", before.sid, json=question)
     proxy.restore()
     assert_problem(response, 503, "database-unavailable")

@@ -11,6 +11,7 @@ same code longer against the served app (bench/README.md).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,14 @@ def soak_args(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
     return parse
 
 
+def run_soak(args: Any, **hooks: Any) -> soak.SoakResult:
+    """`soak.run` in a thread of its own: it calls asyncio.run, which refuses to start where a
+    loop is already running, and Playwright's sync API leaves one running in the main thread
+    once an earlier browser test has used it."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(soak.run, args, **hooks).result()
+
+
 def report(result: soak.SoakResult) -> str:
     """The failed checks and the soak's own tables, for the assertion message."""
     failed = "\n".join(f"- {c.name}: expected {c.expected}, found {c.found}"
@@ -48,7 +57,7 @@ def report(result: soak.SoakResult) -> str:
 
 
 def test_a_store_restart_under_load_loses_nothing_and_fails_only_with_503s(soak_args) -> None:
-    result = soak.run(soak_args("--restart-store", "--store-down", "2"))
+    result = run_soak(soak_args("--restart-store", "--store-down", "2"))
 
     assert not result.failed_checks, report(result)
     assert result.faults is not None and result.faults.restart is not None
@@ -73,7 +82,7 @@ def test_the_soak_reports_an_upload_told_201_whose_object_was_lost(soak_args) ->
             key = f"sessions/{outcome.sid}/{outcome.file_id}"
             assert await asyncio.to_thread(store.delete_many, [key]) == []
 
-    result = soak.run(soak_args("--read-back", "--clients", "2", "--seconds", "3"),
+    result = run_soak(soak_args("--read-back", "--clients", "2", "--seconds", "3"),
                       after_stored=lose_the_first)
 
     assert result.faults is not None

@@ -13,6 +13,7 @@ from sqlmodel import Session
 
 from chat_app import sqlite_gate
 from chat_app.db import unit_of_work
+from chat_app.errors import DatabaseUnavailable
 
 GATE_TIMEOUT_S = 0.5
 
@@ -89,7 +90,7 @@ def test_a_second_writer_waits_for_the_first_and_then_goes(engine_and_gate) -> N
     assert bodies(engine) == ["first", "second"]
 
 
-def test_a_writer_that_waits_longer_than_the_timeout_gets_sqlites_locked_error(
+def test_a_writer_that_waits_longer_than_the_timeout_gets_database_unavailable(
     engine_and_gate,
 ) -> None:
     engine, gate = engine_and_gate
@@ -107,8 +108,9 @@ def test_a_writer_that_waits_longer_than_the_timeout_gets_sqlites_locked_error(
         worker = threading.Thread(target=late_writer)
         worker.start()
         worker.join(GATE_TIMEOUT_S * 10)
-    # The error SQLite raises after its busy timeout, which the services turn into a 503.
-    assert len(outcome) == 1 and isinstance(outcome[0], sa.exc.OperationalError)
-    assert "database is locked" in str(outcome[0])
+    # What SQLite raises after its busy timeout, which unit_of_work turns into a 503.
+    assert len(outcome) == 1 and isinstance(outcome[0], DatabaseUnavailable)
+    assert isinstance(outcome[0].__cause__, sa.exc.OperationalError)
+    assert "database is locked" in str(outcome[0].__cause__)
     assert not gate.locked()
     assert bodies(engine) == ["holder"]
