@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import lru_cache
 
 from sqlalchemy.engine import Engine
 
 from chat_app.db import get_engine
+from chat_app.models import utcnow
 from chat_app.services.assistant import Assistant, build_assistant
 from chat_app.services.audit import AuditWriter
 from chat_app.services.chat import ChatService
@@ -58,8 +60,13 @@ def build_services(
     *,
     store: ObjectStore | None = None,
     assistant: Assistant | None = None,
+    clock: Callable[[], datetime] = utcnow,
 ) -> Services:
-    """Wire the services for `settings` (tests pass their own settings, store or assistant)."""
+    """Wire the services for `settings` (tests pass their own settings, store, assistant or clock).
+
+    One `clock` for every service: expiry, the sweep's grace period and the timestamps they
+    compare must all read the same time.
+    """
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = get_engine(settings.database_url)
     audit = AuditWriter(secret=settings.secret_key)
@@ -69,17 +76,19 @@ def build_services(
         idle=timedelta(days=settings.session_idle_days),
         max_age=timedelta(days=settings.session_max_days),
     )
-    sessions = SessionService(engine, audit=audit, policy=policy)
+    sessions = SessionService(engine, audit=audit, policy=policy, clock=clock)
     limits = UploadLimits(
         max_bytes=int(settings.max_upload_mb * 2**20),
         max_files=settings.max_files_per_session,
         allowed_extensions=settings.allowed_extension_set,
     )
-    files = FileService(engine, store=store, audit=audit, sessions=sessions, limits=limits)
+    files = FileService(engine, store=store, audit=audit, sessions=sessions, limits=limits,
+                        clock=clock)
     sessions.add_contents_handler(files)
     chat = ChatService(
         engine, sessions=sessions, files=files, audit=audit, retriever=Retriever(engine),
         assistant=assistant if assistant is not None else build_assistant(settings),
+        clock=clock,
     )
     sessions.add_contents_handler(chat)
     return Services(
@@ -93,7 +102,7 @@ def build_services(
         signer=signer,
         files=files,
         sweeper=Sweeper(files=files, sessions=sessions,
-                        grace=timedelta(minutes=settings.orphan_grace_minutes)),
+                        grace=timedelta(minutes=settings.orphan_grace_minutes), clock=clock),
         chat=chat,
     )
 

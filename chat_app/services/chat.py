@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import unicodedata
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -208,8 +208,10 @@ class ChatService:
         audit: AuditWriter,
         retriever: Retriever,
         assistant: Assistant,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.engine = engine
+        self.clock = clock
         self.sessions = sessions
         self.files = files
         self.audit = audit
@@ -239,7 +241,7 @@ class ChatService:
         session = self.sessions.resume(raw_session_id, ctx)
         return render_transcript(
             session, self.messages_of(session.id), self.files.list_stored(session.id),
-            exported_at=utcnow(),
+            exported_at=self.clock(),
         )
 
     def begin_turn(self, raw_session_id: object, content: object, ctx: RequestContext) -> Turn:
@@ -251,7 +253,7 @@ class ChatService:
             session = self.sessions.claim_active(db, raw_session_id, ctx)
             if session is not None:
                 text = clean_message(content)
-                now = utcnow()
+                now = self.clock()
                 row = ChatMessage(session_id=session.id, role=MESSAGE_USER, content=text,
                                   status=MESSAGE_COMPLETE, created_at=now)
                 db.add(row)
@@ -283,7 +285,7 @@ class ChatService:
         self, turn: Turn, content: str, status: str, citations: list[dict[str, Any]]
     ) -> MessageView | None:
         """Store the finished reply; None when the session ended meanwhile (nothing to keep)."""
-        now = utcnow()
+        now = self.clock()
         try:
             with self._transaction() as db:
                 self._lock_active(db, turn.session.id)

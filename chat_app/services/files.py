@@ -5,7 +5,7 @@ Uploads live in uploads.py; both share this service's collaborators.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -84,12 +84,15 @@ class FileService:
         audit: AuditWriter,
         sessions: SessionService,
         limits: UploadLimits,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.engine = engine
         self.store = store
         self.audit = audit
         self.sessions = sessions
         self.limits = limits
+        #: The sessions' clock: the sweep ages `pending` rows by it, so both must agree.
+        self.clock = clock
 
     # --- use cases ---------------------------------------------------------------------------
 
@@ -118,7 +121,7 @@ class FileService:
     def delete_file(self, raw_session_id: object, file_id: str, ctx: RequestContext) -> None:
         """Delete one of the session's files; deleting twice is harmless."""
         session = self.sessions.resume(raw_session_id, ctx)
-        now = utcnow()
+        now = self.clock()
         with self.transaction() as db:
             row = self._own_file(db, session, file_id,
                                  statuses=(FILE_STORED, FILE_DELETING, FILE_DELETED))
@@ -214,7 +217,7 @@ class FileService:
     def _mark_deleted(
         self, session_id: int, rows: list[SessionFile], ctx: RequestContext, *, failed: int
     ) -> None:
-        now = utcnow()
+        now = self.clock()
         with self.transaction() as db:
             if rows:
                 db.execute(sa.delete(FileChunk).where(

@@ -25,7 +25,6 @@ from chat_app.models import (
     FileChunk,
     SessionFile,
     UserSession,
-    utcnow,
 )
 from chat_app.services.audit import RequestContext
 from chat_app.services.extraction import ExtractionCopy, ExtractionFailed, TextChunk, copy_for
@@ -98,7 +97,7 @@ class Upload:
             self._fail("store_error")
             raise
         chunks = self._extract()
-        now = utcnow()
+        now = self._files.clock()
         session_active = sa.exists().where(
             col(UserSession.id) == self._session.id, col(UserSession.status) == SESSION_ACTIVE
         )
@@ -190,7 +189,7 @@ class Upload:
         self._write(head)
 
     def _insert_pending(self) -> None:
-        now = utcnow()
+        now = self._files.clock()
         file_id = str(uuid.uuid4())
         with self._files.transaction() as db:
             # Locks the session row (PostgreSQL) or the database (SQLite) first, so concurrent
@@ -235,7 +234,7 @@ class Upload:
         self._drop_copy()
         if self._writer is not None:
             self._writer.abort()
-        now = utcnow()
+        now = self._files.clock()
         with self._files.transaction() as db:
             if self._row_id is not None:
                 # A rejected file leaves nothing behind: not even its pending row.
@@ -254,7 +253,7 @@ class Upload:
     def _mark_failed(self, reason: str) -> None:
         if self._row_id is None:
             return
-        now = utcnow()
+        now = self._files.clock()
         with self._files.transaction() as db:
             db.execute(
                 sa.update(SessionFile)
@@ -281,7 +280,7 @@ def begin_upload(
         content_type = check_extension(name, files.limits.allowed_extensions)
     except AppError as error:
         with files.transaction() as db:
-            files.audit.record(db, "file.rejected", ctx, at=utcnow(), session=session,
+            files.audit.record(db, "file.rejected", ctx, at=files.clock(), session=session,
                                details={"reason": error.type_slug})
         raise
     return Upload(files, session, name, content_type, ctx)
