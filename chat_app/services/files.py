@@ -139,13 +139,16 @@ class FileService:
         if failed:
             return
         with self.transaction() as db:
-            db.execute(
+            marked = db.execute(
                 sa.update(SessionFile)
                 .where(col(SessionFile.id) == row.id, col(SessionFile.status) == FILE_DELETING)
                 .values(status=FILE_DELETED, deleted_at=now)
             )
-            self.audit.record(db, "file.deleted", ctx, at=now, session=session,
-                              details={"bytes": row.size_bytes})
+            # A racing delete (another tab) or a reset's purge may have finished the row first;
+            # it wrote the audit row then, and one deletion gets one row.
+            if marked.rowcount == 1:
+                self.audit.record(db, "file.deleted", ctx, at=now, session=session,
+                                  details={"bytes": row.size_bytes})
 
     # --- ContentsHandler (called by SessionService.reset) ------------------------------------
 
@@ -219,21 +222,28 @@ class FileService:
     ) -> None:
         now = self.clock()
         with self.transaction() as db:
+            marked: set[str] = set()
             if rows:
                 db.execute(sa.delete(FileChunk).where(
                     col(FileChunk.file_id).in_([row.id for row in rows])))
-                db.execute(
+                marked = set(db.execute(
                     sa.update(SessionFile)
                     .where(col(SessionFile.id).in_([row.id for row in rows]),
                            col(SessionFile.status) == FILE_DELETING)
                     .values(status=FILE_DELETED, deleted_at=now)
-                )
+                    .returning(col(SessionFile.id))
+                ).scalars())
+            # Only the rows this purge marked: a racing delete_file or purge (the sweep's, or a
+            # second worker's) that marked one first has audited it already.
+            done = [row for row in rows if row.id in marked]
+            if not done and not failed:
+                return
             self.audit.record(
                 db,
                 "files.purged",
                 ctx,
                 at=now,
                 session=db.get(UserSession, session_id),
-                details={"files": len(rows), "bytes": sum(r.size_bytes for r in rows),
+                details={"files": len(done), "bytes": sum(r.size_bytes for r in done),
                          "failed": failed},
             )

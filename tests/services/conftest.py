@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -177,3 +178,29 @@ class FlakyStore(ObjectStore):
 
     def check(self) -> None:
         self.inner.check()
+
+
+class PausingStore(FlakyStore):
+    """A real store whose next `delete_many` waits to be released, so that a test can run
+    another request in the gap (a race, made deterministic)."""
+
+    def __init__(self, inner: ObjectStore) -> None:
+        super().__init__(inner)
+        #: Set when the paused call is waiting; `release` lets it go on.
+        self.paused = threading.Event()
+        self._release = threading.Event()
+        self._armed = False
+
+    def pause_next_delete(self) -> None:
+        self._armed = True
+
+    def release(self) -> None:
+        self._release.set()
+
+    def delete_many(self, keys: Iterable[str]) -> list[str]:
+        if self._armed:
+            self._armed = False
+            self.paused.set()
+            if not self._release.wait(timeout=60):
+                raise TimeoutError("the paused delete was never released")
+        return super().delete_many(keys)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -32,6 +33,7 @@ from tests.malformed_ids import MALFORMED_IDS
 from tests.services.conftest import (
     CTX,
     FlakyStore,
+    PausingStore,
     audit_rows,
     file_row,
     file_rows,
@@ -198,6 +200,53 @@ def test_deleting_twice_is_harmless(file_services: Services) -> None:
     assert len(audit_rows(file_services.engine, session_id=session.id, event="file.deleted")) == 1
     with pytest.raises(FileNotFound):
         file_services.files.download_url(session.uuid, view.id, CTX)
+
+
+def times_counted_deleted(services: Services, session_id: int) -> int:
+    """How many deletions the audit log records for a session's files."""
+    deleted = audit_rows(services.engine, session_id=session_id, event="file.deleted")
+    purged = audit_rows(services.engine, session_id=session_id, event="files.purged")
+    return len(deleted) + sum(row.details["files"] for row in purged)
+
+
+def test_a_delete_overtaken_by_another_tab_is_audited_once(
+    make_file_services, store: ObjectStore
+) -> None:
+    # Found by the model check: both deletes wrote `file.deleted` for one deletion.
+    paused = PausingStore(store)
+    services = make_file_services(store_override=paused)
+    session = new_session(services)
+    view = upload_bytes(services, session.uuid, "a.txt", b"a\n")
+    paused.pause_next_delete()
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        first = pool.submit(services.files.delete_file, session.uuid, view.id, CTX)
+        assert paused.paused.wait(timeout=30)  # its row is `deleting`, the object still there
+        services.files.delete_file(session.uuid, view.id, CTX)  # the other tab finishes first
+        paused.release()
+        assert first.result(timeout=30) is None
+    assert file_row(services.engine, view.id).status == FILE_DELETED
+    assert len(audit_rows(services.engine, session_id=session.id, event="file.deleted")) == 1
+
+
+def test_a_delete_overtaken_by_a_reset_is_counted_once(
+    make_file_services, store: ObjectStore
+) -> None:
+    # Found by the model check: the reset's purge counted the file the delete audited too.
+    paused = PausingStore(store)
+    services = make_file_services(store_override=paused)
+    session = new_session(services)
+    doomed = upload_bytes(services, session.uuid, "a.txt", b"a\n")
+    upload_bytes(services, session.uuid, "b.txt", b"b\n")
+    paused.pause_next_delete()
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        deleting = pool.submit(services.files.delete_file, session.uuid, doomed.id, CTX)
+        assert paused.paused.wait(timeout=30)
+        result = services.sessions.reset(session.uuid, CTX)  # its purge takes both rows
+        paused.release()
+        assert deleting.result(timeout=30) is None
+    assert result.erased_files == 1  # the file being deleted was already hidden
+    assert {row.status for row in file_rows(services.engine, session.id)} == {FILE_DELETED}
+    assert times_counted_deleted(services, session.id) == 2
 
 
 def test_delete_refuses_another_sessions_file_and_leaves_it(file_services: Services) -> None:

@@ -50,6 +50,7 @@ from tests.invariants import (
 from tests.services.conftest import (
     CTX,
     FlakyStore,
+    PausingStore,
     audit_rows,
     file_row,
     file_rows,
@@ -417,6 +418,27 @@ def test_a_user_delete_the_store_refused_is_finished_by_the_sweep(
     # The session is still active: its other files are untouched.
     assert all_keys(services.store) == {kept_key}
     assert [v.filename for v in services.files.list_files(session.uuid, CTX)] == ["kept.txt"]
+
+
+def test_a_sweep_racing_a_resets_purge_counts_each_file_once(sweep_services: Services) -> None:
+    # Found by the model check: both purges wrote `files.purged` for the same rows.
+    services = sweep_services
+    paused = PausingStore(services.store)
+    services.files.store = paused
+    session = new_session(services)
+    for name in ("a.txt", "b.txt"):
+        stored_file(services, session, name)
+    paused.pause_next_delete()
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        resetting = pool.submit(services.sessions.reset, session.uuid, CTX)
+        assert paused.paused.wait(timeout=30)  # committed; its purge holds the `deleting` rows
+        report = sweep(services)  # a worker's background sweep purges them first
+        paused.release()
+        assert resetting.result(timeout=30).erased_files == 2
+    assert report.purged_files == 2
+    assert {r.status for r in file_rows(services.engine, session.id)} == {FILE_DELETED}
+    purged = audit_rows(services.engine, session_id=session.id, event="files.purged")
+    assert sum(row.details["files"] for row in purged) == 2
 
 
 # --- stale pending rows ---------------------------------------------------------------------------
