@@ -14,7 +14,7 @@ from typing import BinaryIO
 
 import anyio.to_thread
 import sqlalchemy as sa
-from sqlmodel import col, func, select
+from sqlmodel import Session, col, func, select
 
 from chat_app.errors import AppError, SessionNotFound
 from chat_app.models import (
@@ -98,18 +98,17 @@ class Upload:
             raise
         chunks = self._extract()
         now = self._files.clock()
-        session_active = sa.exists().where(
-            col(UserSession.id) == self._session.id, col(UserSession.status) == SESSION_ACTIVE
-        )
         with self._files.transaction() as db:
-            stored = db.execute(
+            # The session row's lock, not a read of its status: on PostgreSQL a read does not
+            # wait for a reset in progress, and would store the file in the session it ends.
+            stored = self._lock_active_session(db) and db.execute(
                 sa.update(SessionFile)
                 .where(col(SessionFile.id) == self._row_id,
-                       col(SessionFile.status) == FILE_PENDING, session_active)
+                       col(SessionFile.status) == FILE_PENDING)
                 .values(status=FILE_STORED, size_bytes=self._size,
                         sha256=self._sha256.hexdigest())
-            )
-            if stored.rowcount == 1:
+            ).rowcount == 1
+            if stored:
                 if chunks:
                     # One executemany: a long text has ~1,500 passages, and an ORM object per
                     # row cost 3-8 times the INSERT itself (PostgreSQL, SQLite).
@@ -192,15 +191,8 @@ class Upload:
         now = self._files.clock()
         file_id = str(uuid.uuid4())
         with self._files.transaction() as db:
-            # Locks the session row (PostgreSQL) or the database (SQLite) first, so concurrent
-            # uploads cannot both pass the count check, and an ended session is seen here.
-            locked = db.execute(
-                sa.update(UserSession)
-                .where(col(UserSession.id) == self._session.id,
-                       col(UserSession.status) == SESSION_ACTIVE)
-                .values(status=SESSION_ACTIVE)
-            )
-            if locked.rowcount != 1:
+            # Concurrent uploads cannot both pass the count check, and an ended session is seen.
+            if not self._lock_active_session(db):
                 raise SessionNotFound("ended")
             held = db.exec(
                 select(func.count()).where(
@@ -220,6 +212,20 @@ class Upload:
             self._files.audit.record(db, "file.upload_started", self._ctx, at=now,
                                      session=self._session)
         self._row_id = file_id
+
+    def _lock_active_session(self, db: Session) -> bool:
+        """Lock the session row (PostgreSQL) or the database (SQLite); False if it has ended.
+
+        A reset or an expiry updates the same row, so it waits for this transaction, or this
+        one for it and then sees the session ended.
+        """
+        locked = db.execute(
+            sa.update(UserSession)
+            .where(col(UserSession.id) == self._session.id,
+                   col(UserSession.status) == SESSION_ACTIVE)
+            .values(status=SESSION_ACTIVE)
+        )
+        return locked.rowcount == 1
 
     def _write(self, data: bytes) -> None:
         assert self._writer is not None

@@ -5,9 +5,11 @@ from __future__ import annotations
 import hashlib
 import io
 import threading
+import time
 import unicodedata
 from collections.abc import AsyncIterator, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 
 import pytest
 from sqlmodel import Session, func, select
@@ -15,6 +17,7 @@ from sqlmodel import Session, func, select
 from chat_app.container import Services
 from chat_app.errors import AppError, MalformedSessionId, SessionNotFound
 from chat_app.models import FILE_FAILED, FILE_PENDING, FILE_STORED, SessionFile
+from chat_app.services.audit import RequestContext
 from chat_app.services.file_rules import (
     SNIFF_BYTES,
     BadFilename,
@@ -25,6 +28,7 @@ from chat_app.services.file_rules import (
 )
 from chat_app.services.files import FileView
 from chat_app.services.session_ids import new_session_id
+from chat_app.services.sessions import SessionContents
 from chat_app.services.uploads import begin_upload, upload_chunks, upload_stream
 from chat_app.storage.s3 import S3Store
 from tests.aio import run_async
@@ -444,3 +448,50 @@ def test_concurrent_uploads_cannot_exceed_the_count_limit(make_file_services) ->
     assert [row.status for row in rows] == [FILE_STORED] * 3
     assert sorted(session_keys(services.store, session.uuid)) == sorted(r.object_key for r in rows)
     assert rejection_reasons(services, session.id) == ["too-many-files"] * 5
+
+
+class HoldsTheReset:
+    """A contents handler that keeps a reset's transaction open for a moment, after the old
+    session was marked `reset` and its files hidden, before the commit."""
+
+    def __init__(self, hold_s: float) -> None:
+        self.hold_s = hold_s
+        self.inside = threading.Event()
+
+    def summarize(self, db: Session, session_id: int) -> SessionContents:
+        return SessionContents()
+
+    def release(self, db: Session, session_id: int, now: datetime) -> SessionContents:
+        self.inside.set()
+        time.sleep(self.hold_s)
+        return SessionContents()
+
+    def purge(self, session_id: int, ctx: RequestContext) -> None:
+        """Nothing to purge."""
+
+    def erase_on_expiry(self, db: Session, session_id: int, now: datetime) -> None:
+        """Nothing to erase."""
+
+
+def test_an_upload_finishing_during_a_reset_never_lands_in_the_ended_session(
+    file_services: Services,
+) -> None:
+    # Found by the model check on PostgreSQL: the final check read the session as still active
+    # while the reset was uncommitted, so the file was marked `stored` in the ended session,
+    # neither counted nor purged by the reset, and the upload reported success.
+    services = file_services
+    session = new_session(services)
+    upload = begin_upload(services.files, session.uuid, "late.txt", CTX)
+    upload.feed(b"x" * SNIFF_BYTES)  # the row is `pending` before the reset starts
+    hold = HoldsTheReset(hold_s=1.0)
+    services.sessions.add_contents_handler(hold)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        resetting = pool.submit(services.sessions.reset, session.uuid, CTX)
+        assert hold.inside.wait(timeout=30)
+        with pytest.raises(SessionNotFound):
+            upload.finish()  # while the reset's transaction is open
+        result = resetting.result(timeout=30)
+    assert result.erased_files == 0
+    assert [row.status for row in file_rows(services.engine, session.id)] == [FILE_FAILED]
+    assert session_keys(services.store, session.uuid) == []
+    assert rejection_reasons(services, session.id) == ["session_ended"]
