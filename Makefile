@@ -48,14 +48,22 @@ browser: test-deps
 test: test-deps browser
 	$(BIN)/pytest
 
-## Longer schema fuzzing of the API than `make test` runs, with a new seed each time (README: Fuzzing).
+## Longer schema fuzzing of the API, and a longer stateful model check of the services on
+## PostgreSQL and SeaweedFS, than `make test` runs, with a new seed each time (README: Fuzzing).
 FUZZ_EXAMPLES ?= 300
 FUZZ_SCENARIOS ?= 150
+FUZZ_MODEL_EXAMPLES ?= 100
+FUZZ_MODEL_STEPS ?= 50
 FUZZ_SEED ?= $(shell date +%s)
+# Expanded once, so both runs use (and print) the same seed.
+FUZZ_SEED := $(FUZZ_SEED)
 fuzz: test-deps
 	CHAT_APP_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) CHAT_APP_FUZZ_SCENARIOS=$(FUZZ_SCENARIOS) \
 	CHAT_APP_FUZZ_SEED=$(FUZZ_SEED) $(BIN)/pytest tests/api/test_fuzz_schema.py \
 		--timeout=3600
+	CHAT_APP_FUZZ_MODEL_BACKEND=postgresql-s3 CHAT_APP_FUZZ_MODEL_EXAMPLES=$(FUZZ_MODEL_EXAMPLES) \
+	CHAT_APP_FUZZ_MODEL_STEPS=$(FUZZ_MODEL_STEPS) CHAT_APP_FUZZ_SEED=$(FUZZ_SEED) \
+		$(BIN)/pytest tests/services/test_model_check.py --timeout=3600
 
 lint: test-deps
 	$(BIN)/ruff check .
