@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import unicodedata
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -247,35 +247,47 @@ class ChatService:
     def begin_turn(self, raw_session_id: object, content: object, ctx: RequestContext) -> Turn:
         """Validate the session and save the user's message in one transaction, then gather
         what the reply needs."""
+        refused: MessageRejected | None = None
         with self._transaction() as db:
             # Locked against a concurrent reset until the commit: once a reset committed,
             # nothing more is written into the ended session.
             session = self.sessions.claim_active(db, raw_session_id, ctx)
             if session is not None:
-                text = clean_message(content)
-                now = self.clock()
-                row = ChatMessage(session_id=session.id, role=MESSAGE_USER, content=text,
-                                  status=MESSAGE_COMPLETE, created_at=now)
-                db.add(row)
-                db.flush()
-                self.audit.record(db, "message.sent", ctx, at=now, session=session,
-                                  details={"chars": len(text)})
-                message = to_view(row)
-                earlier = db.exec(
-                    select(ChatMessage)
-                    .where(ChatMessage.session_id == session.id,
-                           col(ChatMessage.status) != MESSAGE_FAILED)
-                    .order_by(col(ChatMessage.id).desc()).limit(HISTORY_MESSAGES)
-                ).all()
-                files = self.retriever.signature(db, session.id)
+                try:
+                    text = clean_message(content)
+                except MessageRejected as error:
+                    refused = error  # the session was still used: its touch commits
+                else:
+                    message, earlier, files = self._save_question(db, session, text, ctx)
         if session is None:
             # Not active, or expired by the clock: `resume` ends it if due, records why, raises.
             self.sessions.resume(raw_session_id, ctx)
             raise SessionNotFound("ended")  # it was valid after all: a reset won the race
+        if refused is not None:
+            raise refused
         # Ranking runs after the commit, outside the lock (building an index can take a while).
         found = self.retriever.search(session.id, text, k=TOP_PASSAGES, signature=files)
         history = [HistoryTurn(m.role, m.content) for m in reversed(earlier)]
         return Turn(session, message, history, found.passages, found.files, ctx)
+
+    def _save_question(
+        self, db: Session, session: SessionView, text: str, ctx: RequestContext
+    ) -> tuple[MessageView, Sequence[ChatMessage], tuple[str, ...]]:
+        """The user's message and its audit row; the history and the file list the reply uses."""
+        now = self.clock()
+        row = ChatMessage(session_id=session.id, role=MESSAGE_USER, content=text,
+                          status=MESSAGE_COMPLETE, created_at=now)
+        db.add(row)
+        db.flush()
+        self.audit.record(db, "message.sent", ctx, at=now, session=session,
+                          details={"chars": len(text)})
+        earlier = db.exec(
+            select(ChatMessage)
+            .where(ChatMessage.session_id == session.id,
+                   col(ChatMessage.status) != MESSAGE_FAILED)
+            .order_by(col(ChatMessage.id).desc()).limit(HISTORY_MESSAGES)
+        ).all()
+        return to_view(row), earlier, self.retriever.signature(db, session.id)
 
     def reply(self, turn: Turn) -> Reply:
         """The assistant's reply to `turn`, not yet started."""
