@@ -58,6 +58,8 @@ class ChatState(SessionState):
         """The saved messages of this browser's session."""
         _ = self.sid, self.refresh_tick, self.chat_tick
         # In a worker thread, like FilesState.files: a silent database must not stall the loop.
+        if self._showing_nothing():
+            return []  # every page load hydrates first: no thread hop for nothing (bench.events)
         return await anyio.to_thread.run_sync(self._saved_messages)
 
     def _saved_messages(self) -> list[dict[str, str]]:

@@ -38,6 +38,8 @@ class FilesState(SessionState):
         _ = self.sid, self.refresh_tick, self.files_tick
         # In a worker thread: computed on every page load (hydration), and a database that is
         # silent until its timeouts must not stall the event loop every tab of this worker shares.
+        if self._showing_nothing():
+            return []  # every page load hydrates first: no thread hop for nothing (bench.events)
         return await anyio.to_thread.run_sync(self._stored_files)
 
     def _stored_files(self) -> list[dict[str, str]]:

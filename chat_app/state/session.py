@@ -73,12 +73,16 @@ class SessionState(rx.State):
 
         Callers read `self.sid` and `self.refresh_tick` themselves, so Reflex re-runs them.
         """
-        if not self.sid or self._shown is None:
-            return None  # hydrating, before this tab's page-load flow: nothing to show yet
+        if self._showing_nothing():
+            return None
         if self._shown.uuid == self.sid:
             return self._shown
         # Another tab of this browser changed the stored id (reset there): follow it.
         return services().sessions.peek(self.sid)
+
+    def _showing_nothing(self) -> bool:
+        """Hydrating, before this tab's page-load flow: nothing to show, nothing to look up."""
+        return not self.sid or self._shown is None
 
     def _shown_active_id(self) -> int | None:
         """The database id of the displayed session if it is active."""
