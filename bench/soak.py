@@ -265,12 +265,7 @@ async def browse(client: Any, browser: Browser, recorder: Recorder, until: float
                                reply_complete, headers=session, json={"content": question})
             if time.perf_counter() >= until:
                 return
-            note = NOTE.format(browser=browser.index, loop=loop).encode()
-
-            def stored(body: dict[str, Any], size: int = len(note)) -> str | None:
-                return None if body.get("size_bytes") == size else "wrong size"
-
-            await upload(client, recorder, browser, session, note, loop, stored, faults)
+            await upload(client, recorder, browser, session, loop, faults)
             if time.perf_counter() >= until:
                 return
             with contextlib.suppress(Failed):
@@ -285,8 +280,14 @@ async def browse(client: Any, browser: Browser, recorder: Recorder, until: float
 
 
 async def upload(client: Any, recorder: Recorder, browser: Browser, session: dict[str, str],
-                 note: bytes, loop: int, stored: Any, faults: FaultRun | None) -> None:
-    """One upload; with `faults`, recorded in the ledger and, when answered 201, read back."""
+                 loop: int, faults: FaultRun | None) -> None:
+    """The loop's note uploaded; with `faults`, recorded in the ledger and, when answered 201,
+    read back."""
+    note = NOTE.format(browser=browser.index, loop=loop).encode()
+
+    def stored(body: dict[str, Any]) -> str | None:
+        return None if body.get("size_bytes") == len(note) else "wrong size"
+
     sid = browser.sid
     assert sid
     sent_at = faults.ledger.clock() if faults else 0.0
@@ -329,12 +330,7 @@ async def keep(client: Any, recorder: Recorder, browser: Browser, session: dict[
                    headers=session, json={"content": question})
     if time.perf_counter() >= until:
         return
-    note = NOTE.format(browser=browser.index, loop=loop).encode()
-
-    def stored(body: dict[str, Any], size: int = len(note)) -> str | None:
-        return None if body.get("size_bytes") == size else "wrong size"
-
-    await upload(client, recorder, browser, session, note, loop, stored, faults)
+    await upload(client, recorder, browser, session, loop, faults)
     await asyncio.sleep(max(0.0, min(KEEPER_PAUSE_S, until - time.perf_counter())))
 
 

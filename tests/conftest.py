@@ -25,12 +25,13 @@ PG_ADMIN_URL = os.environ.get(
 DB_KINDS = ["sqlite", "postgresql"]
 
 
-def create_postgres_database() -> str:
-    """A fresh, empty PostgreSQL database; returns its URL."""
+def create_postgres_database(template: str | None = None) -> str:
+    """A fresh PostgreSQL database, empty or a copy of the database `template` names; its URL."""
     name = f"chat_app_test_{uuid.uuid4().hex[:12]}"
+    copy = f' TEMPLATE "{template}"' if template else ""
     admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"{copy}'))
     admin.dispose()
     return sa.engine.make_url(PG_ADMIN_URL).set(database=name).render_as_string(
         hide_password=False

@@ -126,6 +126,20 @@ def attack(served_app, body: Callable[[], Awaitable[Any]]) -> Any:
     return run_async(run)
 
 
+def refused_answer(served_app, sid: str, handler: str, payload: dict, toast: str) -> list[str]:
+    """What a tab of `sid` receives for one forged `handler` event, up to the refusal `toast`."""
+
+    async def forge() -> list[str]:
+        tab = await open_tab(served_app, sid)
+        start = len(tab.packets)
+        tab.send(handler, payload)
+        await tab.wait_for(has_toast(toast))
+        await tab.close()
+        return tab.packets[start:]
+
+    return attack(served_app, forge)
+
+
 @pytest.fixture(autouse=True)
 def healthy_and_quiet(served_app) -> Iterator[None]:
     """After each test: /api/v1/health answers 200, and what the server logged during the test
@@ -161,15 +175,7 @@ def test_dev_action_is_refused_and_audited(
     sweeps_before = query(served_app,
                           "SELECT count(*) FROM audit_log WHERE event = 'sweep.completed'")
 
-    async def forge() -> list[str]:
-        tab = await open_tab(served_app, sid)
-        start = len(tab.packets)
-        tab.send(f"{DEV}.{handler}", payload)
-        await tab.wait_for(has_toast(DEV_OFF))
-        await tab.close()
-        return tab.packets[start:]
-
-    answer = attack(served_app, forge)
+    answer = refused_answer(served_app, sid, f"{DEV}.{handler}", payload, DEV_OFF)
 
     assert not any("localStorage.setItem" in packet for packet in answer)  # no corrupting script
     assert query(served_app, "SELECT status FROM user_sessions WHERE uuid = ?", sid) == [
@@ -209,15 +215,7 @@ def test_another_sessions_file_is_refused(served_app, action: str) -> None:
     if action == "delete_file":
         payload["filename"] = "a-secret.txt"
 
-    async def forge() -> list[str]:
-        tab = await open_tab(served_app, intruder)
-        start = len(tab.packets)
-        tab.send(f"{FILES}.{action}", payload)
-        await tab.wait_for(has_toast(NO_SUCH_FILE))
-        await tab.close()
-        return tab.packets[start:]
-
-    answer = attack(served_app, forge)
+    answer = refused_answer(served_app, intruder, f"{FILES}.{action}", payload, NO_SUCH_FILE)
 
     assert not any(file_id in packet or "/api/v1/blobs" in packet for packet in answer)
     assert query(served_app, "SELECT status FROM session_files WHERE id = ?", file_id) == [

@@ -77,7 +77,7 @@ from chat_app.storage.base import ObjectStore
 from chat_app.storage.local import LocalStore
 from chat_app.storage.signing import UrlSigner
 from tests.aio import run_async
-from tests.conftest import PG_ADMIN_URL, create_postgres_database, drop_postgres_database
+from tests.conftest import create_postgres_database, drop_postgres_database
 from tests.invariants import assert_no_stale_orphans, assert_stored_rows_have_objects
 from tests.leaks import ids_in
 from tests.malformed_ids import MALFORMED_IDS
@@ -235,7 +235,8 @@ class Bench:
             return Example(url, LocalStore(folder / "store", signer=UrlSigner(SECRET.encode())),
                            folder)
         assert self.s3_store is not None
-        return Example(clone_postgres_database(self.template_url), self.s3_store, folder)
+        return Example(create_postgres_database(sa.engine.make_url(self.template_url).database),
+                       self.s3_store, folder)
 
     def close(self, example: Example, engine: sa.engine.Engine) -> None:
         # This engine, not get_engine(url): the cache may have let it go after other examples.
@@ -247,19 +248,6 @@ class Bench:
             for start in range(0, len(keys), 1000):
                 example.store.delete_many(keys[start:start + 1000])
         shutil.rmtree(example.folder, ignore_errors=True)
-
-
-def clone_postgres_database(template_url: str) -> str:
-    """A new PostgreSQL database copied from a migrated template (CREATE DATABASE ... TEMPLATE)."""
-    template = sa.engine.make_url(template_url).database
-    name = f"chat_app_test_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
-    admin.dispose()
-    return sa.engine.make_url(template_url).set(database=name).render_as_string(
-        hide_password=False
-    )
 
 
 @pytest.fixture
