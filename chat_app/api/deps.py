@@ -61,8 +61,11 @@ def request_id_of(request: Request) -> str:
     return request_id
 
 
-async def get_request_context(request: Request, services: ServicesDep) -> RequestContext:
+async def get_request_context(request: Request) -> RequestContext:
     """Who is asking, as the services and the audit log want to know it."""
+    # The services come straight from the provider, not as a sub-dependency: each dependency
+    # node costs FastAPI tens of microseconds per request (bench.api).
+    services = await get_services(request)
     received_at: datetime = getattr(request.state, "received_at", None) or utcnow()
     return RequestContext(
         actor="api",

@@ -11,9 +11,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from chat_app.api.deps import request_id_of
+from chat_app.api.deps import get_services, request_id_of
 from chat_app.api.middleware import REQUEST_ID_HEADER
-from chat_app.api.rate_limit import rate_limited_headers
+from chat_app.api.rate_limit import count_rejection, rate_limited_headers
 from chat_app.api.schemas import Problem
 from chat_app.errors import AppError, RateLimited
 
@@ -54,9 +54,13 @@ def problem_response(
     return ProblemResponse(body.model_dump(), status_code=status, headers=all_headers)
 
 
-def handle_app_error(request: Request, exc: Exception) -> ProblemResponse:
+async def handle_app_error(request: Request, exc: Exception) -> ProblemResponse:
     """AppError and every subclass: status, slug and a detail that never echoes input."""
     assert isinstance(exc, AppError)
+    try:
+        await count_rejection(request, await get_services(request), exc)
+    except AppError as counting_failed:  # the limiter's store is down: that 503 is the answer
+        exc = counting_failed
     if exc.status >= 500:
         log.warning("request %s failed: %s", request_id_of(request), type(exc).__name__)
     return problem_response(

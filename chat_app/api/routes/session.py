@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends
+from fastapi.concurrency import run_in_threadpool
 
 from chat_app.api.deps import RequestContextDep, ServicesDep, SessionIdHeader
 from chat_app.api.problems import problem_responses
@@ -13,6 +14,9 @@ AUDIT_EVENTS_LIMIT = 100
 
 router = APIRouter(prefix="/session", tags=["session"])
 
+# The routes are `async def` and send the service call to the thread pool themselves: FastAPI
+# runs a plain `def` route there and then its response validation on a second hop (bench.api).
+
 
 @router.post(
     "",
@@ -20,9 +24,9 @@ router = APIRouter(prefix="/session", tags=["session"])
     dependencies=[Depends(limit_create)],
     responses=problem_responses(429, 500, 503),
 )
-def create_session(services: ServicesDep, ctx: RequestContextDep) -> SessionPublic:
+async def create_session(services: ServicesDep, ctx: RequestContextDep) -> SessionPublic:
     """Issue a new anonymous session."""
-    view = services.sessions.create(ctx, reason="api")
+    view = await run_in_threadpool(services.sessions.create, ctx, reason="api")
     return SessionPublic.from_view(view)
 
 
@@ -31,11 +35,11 @@ def create_session(services: ServicesDep, ctx: RequestContextDep) -> SessionPubl
     dependencies=[Depends(limit_validate)],
     responses=problem_responses(400, 404, 422, 429, 500, 503),
 )
-def resume_session(
+async def resume_session(
     session_id: SessionIdHeader, services: ServicesDep, ctx: RequestContextDep
 ) -> SessionPublic:
     """Validate the session id and resume its session (404 for unknown, ended or expired)."""
-    view = services.sessions.resume(session_id, ctx)
+    view = await run_in_threadpool(services.sessions.resume, session_id, ctx)
     return SessionPublic.from_view(view)
 
 
@@ -45,11 +49,11 @@ def resume_session(
     dependencies=[Depends(limit_reset)],
     responses=problem_responses(400, 404, 409, 422, 429, 500, 503),
 )
-def reset_session(
+async def reset_session(
     session_id: SessionIdHeader, services: ServicesDep, ctx: RequestContextDep
 ) -> SessionPublic:
     """End this session and start its successor (409 when a concurrent reset won)."""
-    result = services.sessions.reset(session_id, ctx)
+    result = await run_in_threadpool(services.sessions.reset, session_id, ctx)
     return SessionPublic.from_view(result.session)
 
 
@@ -58,9 +62,11 @@ def reset_session(
     dependencies=[Depends(limit_read)],
     responses=problem_responses(400, 404, 422, 429, 500, 503),
 )
-def list_session_audit(
+async def list_session_audit(
     session_id: SessionIdHeader, services: ServicesDep, ctx: RequestContextDep
 ) -> AuditEventsPublic:
     """The newest audit events of this session, newest first."""
-    rows = services.sessions.audit_events(session_id, ctx, limit=AUDIT_EVENTS_LIMIT)
+    rows = await run_in_threadpool(
+        services.sessions.audit_events, session_id, ctx, limit=AUDIT_EVENTS_LIMIT
+    )
     return AuditEventsPublic(items=[AuditEventPublic.from_row(row) for row in rows])
