@@ -18,6 +18,7 @@ from typing import Any
 import anyio
 import anyio.to_thread
 import sqlalchemy as sa
+from sqlalchemy import Row
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, col, func, select
@@ -272,17 +273,18 @@ class ChatService:
 
     def _save_question(
         self, db: Session, session: SessionView, text: str, ctx: RequestContext
-    ) -> tuple[MessageView, Sequence[ChatMessage], tuple[str, ...]]:
+    ) -> tuple[MessageView, Sequence[Row[tuple[str, str]]], tuple[str, ...]]:
         """The user's message and its audit row; the history and the file list the reply uses."""
         now = self.clock()
         row = ChatMessage(session_id=session.id, role=MESSAGE_USER, content=text,
                           status=MESSAGE_COMPLETE, created_at=now)
         db.add(row)
-        db.flush()
+        # One flush for both rows: the history query below autoflushes them (`row` gets its id).
         self.audit.record(db, "message.sent", ctx, at=now, session=session,
                           details={"chars": len(text)})
+        # Two columns, not whole rows: building 20 ORM objects cost more than the query.
         earlier = db.exec(
-            select(ChatMessage)
+            select(ChatMessage.role, ChatMessage.content)
             .where(ChatMessage.session_id == session.id,
                    col(ChatMessage.status) != MESSAGE_FAILED)
             .order_by(col(ChatMessage.id).desc()).limit(HISTORY_MESSAGES)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import secrets
+import threading
 import time
 
 import pytest
 import redis
 
 from chat_app.errors import RateLimited
+from chat_app.services import rate_limits
 from chat_app.services.rate_limits import RateLimiter
 
 REDIS_URL = "redis://127.0.0.1:6379"
@@ -100,6 +102,37 @@ def test_reset_forgets_memory_counters(limiter: RateLimiter) -> None:
     limiter.hit("create", "ip-1")
     limiter.reset()
     assert limiter.hit("create", "ip-1").remaining == 1
+
+
+def test_memory_counters_start_no_thread_per_hit(monkeypatch: pytest.MonkeyPatch) -> None:
+    # limits' own MemoryStorage starts a threading.Timer on a hit after any 10 ms pause.
+    limiter = RateLimiter({"burst": "100/second"})
+    started: list[threading.Thread] = []
+    real_start = threading.Thread.start
+
+    def counting_start(thread: threading.Thread) -> None:
+        started.append(thread)
+        real_start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", counting_start)
+    for key in range(5):
+        limiter.hit("burst", f"ip-{key}")
+        time.sleep(0.02)
+    assert started == []
+
+
+def test_memory_counters_of_passed_windows_are_dropped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(rate_limits, "EXPIRED_SWEEP_EVERY_S", 0.0)
+    limiter = RateLimiter({"burst": "2/second"})
+    for key in range(50):
+        limiter.hit("burst", f"ip-{key}")
+    time.sleep(1.1)
+    limiter.hit("burst", "ip-late")  # the hit that sweeps
+    storage = limiter._storage
+    assert storage.storage.keys() == storage.expirations.keys()
+    assert len(storage.expirations) == 1
 
 
 def test_unknown_limit_name_is_a_programming_error(limiter: RateLimiter) -> None:
