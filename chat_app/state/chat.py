@@ -43,7 +43,6 @@ def message_row(message: MessageView) -> dict[str, str]:
 class ChatState(SessionState):
     """A substate of SessionState: the history follows the session id."""
 
-    chat_tick: int = 0
     streaming: bool = False
     stop_requested: bool = False
     #: The reply being streamed (the only var each flush re-sends).
@@ -62,6 +61,8 @@ class ChatState(SessionState):
         # In a worker thread, like FilesState.files: a silent database must not stall the loop.
         if self._showing_nothing():
             return []  # every page load hydrates first: no thread hop for nothing (bench.events)
+        if (preloaded := self._page_messages()) is not None:
+            return [message_row(m) for m in preloaded]  # read with the page-load flow
         return await anyio.to_thread.run_sync(self._saved_messages)
 
     def _saved_messages(self) -> list[dict[str, str]]:

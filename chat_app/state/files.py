@@ -9,6 +9,7 @@ import anyio.to_thread
 import reflex as rx
 
 from chat_app.errors import AppError
+from chat_app.services.files import FileView
 from chat_app.services.uploads import Upload, begin_upload
 from chat_app.state.common import error_toast, request_context, services
 from chat_app.state.session import SessionState, human_size
@@ -17,10 +18,14 @@ UPLOAD_ID = "attach"
 PROGRESS_EVERY_S = 0.1
 
 
+def file_row(view: FileView) -> dict[str, str]:
+    """A stored file as the list shows it."""
+    return {"id": view.id, "filename": view.filename, "size": human_size(view.size_bytes)}
+
+
 class FilesState(SessionState):
     """A substate of SessionState: re-reads the list whenever the session id changes."""
 
-    files_tick: int = 0
     #: Per-file progress of the current upload: name, received, state (uploading/stored/refused).
     uploads: list[dict[str, str]] = []
     upload_percent: int = 0
@@ -40,6 +45,8 @@ class FilesState(SessionState):
         # silent until its timeouts must not stall the event loop every tab of this worker shares.
         if self._showing_nothing():
             return []  # every page load hydrates first: no thread hop for nothing (bench.events)
+        if (preloaded := self._page_files()) is not None:
+            return [file_row(v) for v in preloaded]  # read with the page-load flow
         return await anyio.to_thread.run_sync(self._stored_files)
 
     def _stored_files(self) -> list[dict[str, str]]:
@@ -51,10 +58,7 @@ class FilesState(SessionState):
             views = services().files.list_stored(session_id)
         except AppError:
             return []
-        return [
-            {"id": v.id, "filename": v.filename, "size": human_size(v.size_bytes)}
-            for v in views
-        ]
+        return [file_row(v) for v in views]
 
     @rx.event
     def set_upload_percent(self, progress: dict):

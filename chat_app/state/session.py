@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import anyio.to_thread
 import reflex as rx
 
+from chat_app.container import Services
 from chat_app.errors import AppError, ResetConflict, ServiceUnavailable, SessionNotFound
+from chat_app.services.chat import MessageView
+from chat_app.services.files import FileView
 from chat_app.services.sessions import OpenResult, ResetResult, SessionContents, SessionView
 from chat_app.state.common import error_toast, request_context, services
 
@@ -45,6 +49,26 @@ def human_size(size: int) -> str:
     return f"{value:.1f} GB"
 
 
+@dataclass(frozen=True)
+class PageContents:
+    """What the page shows of one session, read with it in the page-load flow's thread hop."""
+
+    session_uuid: str
+    #: The ticks it was read at: a later load, turn or file change makes the vars read anew.
+    refresh_tick: int
+    chat_tick: int
+    files_tick: int
+    messages: tuple[MessageView, ...]
+    files: tuple[FileView, ...]
+
+
+def read_contents(svc: Services, view: SessionView) -> tuple[list[MessageView], list[FileView]]:
+    """The messages and stored files of an active session (display only: validated already)."""
+    if view.status != "active":
+        return [], []
+    return svc.chat.messages_of(view.id), svc.files.list_stored(view.id)
+
+
 def plural(count: int, noun: str) -> str:
     """`1 message`, `3 files`."""
     return f"{count} {noun}{'' if count == 1 else 's'}"
@@ -61,10 +85,19 @@ class SessionState(rx.State):
     erase_size: str = "0 bytes"
     # Bumped whenever this tab (re)loads its session, so the computed vars below re-run.
     refresh_tick: int = 0
+    # Bumped when this tab's conversation / file list changes (ChatState.messages and
+    # FilesState.files re-run). Kept here, not in those substates, so that the page-load flow
+    # can tag what it read with them (`PageContents`).
+    chat_tick: int = 0
+    files_tick: int = 0
     # The session this tab last loaded (backend only). The computed vars of this state and its
     # substates read it instead of looking the id up again each: a page load was 11 database
     # transactions, now 3 (bench.events). None until the tab's first load has run.
     _shown: SessionView | None = None
+    # Its messages and files, read in the same thread hop as the page-load flow: the `messages`
+    # and `files` vars then need no hop and no transaction of their own on a page load, which
+    # cost more than the flow itself (bench.events (a)).
+    _page: PageContents | None = None
 
     # Helpers start with "_": Reflex registers every public method of a State as an event
     # handler, which any websocket client may then call by name.
@@ -83,6 +116,26 @@ class SessionState(rx.State):
     def _showing_nothing(self) -> bool:
         """Hydrating, before this tab's page-load flow: nothing to show, nothing to look up."""
         return not self.sid or self._shown is None
+
+    # Two helpers, one per var: Reflex makes every var a helper reads a dependency of the
+    # computed var, and the files must not be read again after each chat turn.
+    def _page_messages(self) -> tuple[MessageView, ...] | None:
+        """The messages read with the page-load flow, while they still describe the page."""
+        page = self._page
+        if page is None or (page.session_uuid, page.refresh_tick, page.chat_tick) != (
+            self.sid, self.refresh_tick, self.chat_tick
+        ):
+            return None
+        return page.messages
+
+    def _page_files(self) -> tuple[FileView, ...] | None:
+        """The files read with the page-load flow, while they still describe the page."""
+        page = self._page
+        if page is None or (page.session_uuid, page.refresh_tick, page.files_tick) != (
+            self.sid, self.refresh_tick, self.files_tick
+        ):
+            return None
+        return page.files
 
     def _shown_active_id(self) -> int | None:
         """The database id of the displayed session if it is active."""
@@ -181,18 +234,29 @@ class SessionState(rx.State):
         svc = services()
         ctx = request_context(self)
 
-        def open_session() -> OpenResult:
-            return svc.sessions.open_for_browser(
+        def open_session() -> tuple[OpenResult, tuple[list[MessageView], list[FileView]] | None]:
+            result = svc.sessions.open_for_browser(
                 stored or None, ctx, before_create=lambda: svc.limiter.hit("create", ctx.ip or "-")
             )
+            try:
+                return result, read_contents(svc, result.session)
+            except AppError:
+                return result, None  # the vars try again on their own
 
         try:
-            result = await anyio.to_thread.run_sync(open_session)
+            result, contents = await anyio.to_thread.run_sync(open_session)
         except AppError as error:
             self._forget_shown()  # nothing validated: show no session rather than a stale one
             unavailable = isinstance(error, ServiceUnavailable)
             return error_toast(error, description=LOAD_LATER if unavailable else None)
         self._show(result.session)
+        if contents is not None:
+            messages, files = contents
+            self._page = PageContents(
+                session_uuid=result.session.uuid, refresh_tick=self.refresh_tick,
+                chat_tick=self.chat_tick, files_tick=self.files_tick,
+                messages=tuple(messages), files=tuple(files),
+            )
         if result.outcome != "replaced":
             return None
         return rx.toast.warning(
@@ -211,8 +275,10 @@ class SessionState(rx.State):
         """Display `view` (just validated, created or changed) as this tab's session."""
         self.sid = view.uuid
         self._shown = view
+        self._page = None  # the page-load flow sets it again, for the new refresh_tick
         self.refresh_tick += 1
 
     def _forget_shown(self) -> None:
         self._shown = None
+        self._page = None
         self.refresh_tick += 1
