@@ -62,11 +62,11 @@ class PageContents:
     files: tuple[FileView, ...]
 
 
-def read_contents(svc: Services, view: SessionView) -> tuple[list[MessageView], list[FileView]]:
-    """The messages and stored files of an active session (display only: validated already)."""
-    if view.status != "active":
-        return [], []
-    return svc.chat.messages_of(view.id), svc.files.list_stored(view.id)
+def read_contents(svc: Services, opened: OpenResult) -> tuple[list[MessageView], list[FileView]]:
+    """The messages and stored files of the session a page load opened (validated already)."""
+    if opened.outcome != "resumed" or opened.session.status != "active":
+        return [], []  # issued just now: nothing in it yet
+    return svc.chat.messages_of(opened.session.id), svc.files.list_stored(opened.session.id)
 
 
 def plural(count: int, noun: str) -> str:
@@ -239,7 +239,7 @@ class SessionState(rx.State):
                 stored or None, ctx, before_create=lambda: svc.limiter.hit("create", ctx.ip or "-")
             )
             try:
-                return result, read_contents(svc, result.session)
+                return result, read_contents(svc, result)
             except AppError:
                 return result, None  # the vars try again on their own
 
