@@ -205,7 +205,8 @@ def main(argv: list[str] | None = None) -> int:
         "Peak RSS growth: VmRSS sampled every 10 ms, peak minus the RSS just before the call; "
         "the worst call, warm-up included.",
         "Source: a file-like object making repeating text on demand (never holds the file).",
-        "Ours sends one 8 MiB part at a time (S3Writer holds at most one part in memory); "
+        "Ours sends up to 2 parts of 8 MiB at once while the next one fills (S3Writer, "
+        "PARTS_IN_FLIGHT); "
         "`upload_fileobj` keeps up to 10 parts of 8 MiB in flight and buffers them.",
     ]
     publish(markdown_table(

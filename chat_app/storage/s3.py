@@ -23,7 +23,7 @@ from chat_app.storage.base import (
 )
 from chat_app.storage.keys import require_key, require_prefix
 from chat_app.storage.s3_client import BOTO_ERRORS, make_s3_client, translate, translated
-from chat_app.storage.s3_writer import S3Writer
+from chat_app.storage.s3_writer import PARTS_IN_FLIGHT, S3Writer
 from chat_app.storage.signing import content_disposition
 
 logger = logging.getLogger(__name__)
@@ -65,6 +65,7 @@ class S3Store(ObjectStore):
         endpoint_url: str | None,
         region: str,
         part_size: int = 8 * MIB,
+        parts_in_flight: int = PARTS_IN_FLIGHT,
         connect_timeout_s: float = 3,
         read_timeout_s: float = 30,
         max_attempts: int = 3,
@@ -73,6 +74,7 @@ class S3Store(ObjectStore):
         if part_size < MIN_PART_SIZE:
             raise ValueError(f"part_size must be at least {MIN_PART_SIZE} bytes (S3's minimum)")
         self.bucket, self.region, self.part_size = bucket, region, part_size
+        self.parts_in_flight = parts_in_flight
         self.client = client or make_s3_client(
             endpoint_url=endpoint_url, region=region, connect_timeout_s=connect_timeout_s,
             read_timeout_s=read_timeout_s, max_attempts=max_attempts,
@@ -81,7 +83,8 @@ class S3Store(ObjectStore):
     def open_writer(self, key: str, content_type: str) -> ObjectWriter:
         """Start writing `key`; nothing is visible until commit."""
         return S3Writer(
-            self.client, self.bucket, require_key(key), content_type, part_size=self.part_size
+            self.client, self.bucket, require_key(key), content_type, part_size=self.part_size,
+            parts_in_flight=self.parts_in_flight,
         )
 
     def open(self, key: str) -> Iterator[bytes]:

@@ -11,10 +11,12 @@ from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
+from botocore.exceptions import EndpointConnectionError
 from botocore.model import OperationModel
 
 from chat_app.storage.base import ObjectStore, StorageError, StorageUnavailable
 from chat_app.storage.s3 import S3Store
+from chat_app.storage.s3_writer import PARTS_IN_FLIGHT
 from tests.faults import TcpProxy
 from tests.seaweed import S3StoreFactory, SeaweedServer
 from tests.storage.contract import MIB, ObjectStoreContract, put_bytes, read_all
@@ -95,7 +97,63 @@ def test_abort_cancels_the_multipart_upload(make_s3_store: S3StoreFactory) -> No
     assert store.client.list_multipart_uploads(Bucket=store.bucket).get("Uploads", []) == []
 
 
-def test_writer_memory_stays_near_one_part(make_s3_store: S3StoreFactory) -> None:
+@pytest.fixture
+def hook_parts() -> Iterator[Callable[[S3Store, Callable[..., None]], None]]:
+    """Runs a function before each UploadPart of a store; the hook goes at teardown."""
+    hooked: list[tuple[S3Store, Callable[..., None]]] = []
+
+    def start(store: S3Store, before_part: Callable[..., None]) -> None:
+        store.client.meta.events.register("before-call.s3.UploadPart", before_part)
+        hooked.append((store, before_part))
+
+    yield start
+    for store, hook in hooked:
+        store.client.meta.events.unregister("before-call.s3.UploadPart", hook)
+
+
+def test_writer_sends_parts_side_by_side_and_assembles_them_in_order(
+    make_s3_store: S3StoreFactory, hook_parts: Callable[[S3Store, Callable[..., None]], None]
+) -> None:
+    store = make_s3_store()
+    lock, sending, most = threading.Lock(), [0], [0]
+
+    def slow_part(**_: object) -> None:
+        with lock:
+            sending[0] += 1
+            most[0] = max(most[0], sending[0])
+        time.sleep(0.1)  # long enough for the next part to start meanwhile
+        with lock:
+            sending[0] -= 1
+
+    hook_parts(store, slow_part)
+    data = os.urandom(6 * PART + 7)
+    put_bytes(store, "k", data)
+    assert most[0] == PARTS_IN_FLIGHT
+    assert read_all(store, "k") == data
+
+
+def test_a_part_failing_beside_others_aborts_the_whole_upload(
+    make_s3_store: S3StoreFactory, hook_parts: Callable[[S3Store, Callable[..., None]], None]
+) -> None:
+    store = make_s3_store(**IMPATIENT)
+
+    def third_part_fails(params: dict, **_: object) -> None:
+        if str(params["query_string"]["partNumber"]) == "3":
+            raise EndpointConnectionError(endpoint_url="http://s3.invalid")
+        time.sleep(0.05)
+
+    hook_parts(store, third_part_fails)
+    writer = store.open_writer("k", "application/octet-stream")
+    with pytest.raises(StorageUnavailable):
+        for _ in range(6):
+            writer.write(os.urandom(PART))
+        writer.commit()
+    assert store.client.list_multipart_uploads(Bucket=store.bucket).get("Uploads", []) == []
+    with pytest.raises(StorageError):
+        read_all(store, "k")
+
+
+def test_writer_memory_stays_near_its_parts_in_flight(make_s3_store: S3StoreFactory) -> None:
     store = make_s3_store()
     chunk = os.urandom(MIB)
     tracemalloc.start()
@@ -107,8 +165,9 @@ def test_writer_memory_stays_near_one_part(make_s3_store: S3StoreFactory) -> Non
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    # One part buffered plus small change; a copy of the part per upload would double it.
-    assert peak < 2 * PART, f"peak {peak / MIB:.1f} MiB"
+    # The part filling, the parts being sent, plus small change; a copy of the part per upload
+    # would add one more per part in flight.
+    assert peak < (PARTS_IN_FLIGHT + 2) * PART, f"peak {peak / MIB:.1f} MiB"
 
 
 def test_presigned_url_carries_the_expiry(make_s3_store: S3StoreFactory) -> None:

@@ -44,7 +44,9 @@ def stubber(client: BaseClient) -> Iterator[Stubber]:
 
 @pytest.fixture
 def store(client: BaseClient, stubber: Stubber) -> S3Store:
-    return S3Store(BUCKET, endpoint_url=None, region="us-east-1", part_size=PART, client=client)
+    # One part at a time: the Stubber answers calls in the order they come.
+    return S3Store(BUCKET, endpoint_url=None, region="us-east-1", part_size=PART,
+                   parts_in_flight=1, client=client)
 
 
 def delete_params(keys: list[str]) -> dict[str, object]:
@@ -138,7 +140,8 @@ def test_failed_part_aborts_the_multipart_upload(store: S3Store, stubber: Stubbe
     })
     writer = store.open_writer("k", "application/pdf")
     with pytest.raises(StorageUnavailable):
-        writer.write(os.urandom(PART))
+        writer.write(os.urandom(PART))  # the part goes to a sender thread...
+        writer.commit()  # ...whose failure comes out here at the latest
     writer.abort()  # already aborted: no second call
 
 
